@@ -1,0 +1,201 @@
+"""The `snn` command line: parses options, calls the library, draws Rich output.
+
+Heavy modules (torch and everything that imports it) are imported inside commands so that
+`snn --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+from .errors import SnnError
+
+out = Console()
+err = Console(stderr=True)
+
+
+class SnnGroup(TyperGroup):
+    """Turns every SnnError into one red line on stderr and exit code 1, in one place."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SnnError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]", highlight=False)
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=SnnGroup,
+    help="Train, evaluate and run spiking neural networks on handwritten digits.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+DataDirOption = typer.Option(
+    None,
+    "--data-dir",
+    envvar="SNN_DATA_DIR",
+    help="Folder with the four MNIST IDX files (gz or raw).",
+)
+DeviceOption = typer.Option(Device.auto, "--device", help="auto = CUDA, then MPS, then CPU.")
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered models."""
+    import torch  # noqa: F401
+
+    from .registry import create_model, get_model_spec, list_models
+
+    table = Table(title="Registered models")
+    for column in ("name", "parameters", "time steps", "recipe", "summary"):
+        table.add_column(
+            column, justify="right" if column in ("parameters", "time steps") else "left"
+        )
+    for name in list_models():
+        spec = get_model_spec(name)
+        model = create_model(name)
+        params = sum(p.numel() for p in model.parameters())
+        r = spec.recipe
+        recipe = f"{r['epochs']} epoch, batch {r['batch_size']}, {r['optimizer']} lr {r['lr']:g}"
+        table.add_row(name, f"{params:,}", str(model.config.steps), recipe, spec.summary)
+    out.print(table)
+
+
+@app.command("train")
+def train_command(
+    model: str = typer.Option(
+        "csnn", "--model", "-m", help="Registered model name (see 'snn models')."
+    ),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Default: the model's recipe."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Time steps per image."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1),
+    lr: float = typer.Option(None, "--lr", help="Adam learning rate (positive)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: Device = DeviceOption,
+    data_dir: Path = DataDirOption,
+    out_path: Path = typer.Option(
+        None, "--out", help="Best checkpoint path (default checkpoints/<model>.pt)."
+    ),
+    train_limit: int = typer.Option(
+        None, "--train-limit", min=1, help="Use the first N training images."
+    ),
+    test_limit: int = typer.Option(
+        None, "--test-limit", min=1, help="Use the first N test images."
+    ),
+    eval_every: int = typer.Option(
+        None, "--eval-every", min=1, help="Also evaluate every N iterations."
+    ),
+) -> None:
+    """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
+    from .train import TrainOptions, train
+    from .ui import TrainProgress
+
+    options = TrainOptions(
+        model=model,
+        epochs=epochs,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device.value,
+        data_dir=str(data_dir) if data_dir else None,
+        out=str(out_path) if out_path else None,
+        train_limit=train_limit,
+        test_limit=test_limit,
+        eval_every=eval_every,
+    )
+    with TrainProgress(out) as progress:
+        result = train(options, on_event=progress.handle)
+    table = Table(title=f"{model}: training finished", show_header=False)
+    table.add_row("best test accuracy", f"{100 * result.best_accuracy:.2f}%")
+    table.add_row("last test accuracy", f"{100 * result.last_evaluation.accuracy:.2f}%")
+    table.add_row("training time", f"{result.train_seconds:.1f} s")
+    table.add_row("best checkpoint", str(result.best_path))
+    table.add_row("last checkpoint", str(result.last_path))
+    table.add_row("metrics", str(result.metrics_path))
+    if result.plot_path:
+        table.add_row("plot", str(result.plot_path))
+    out.print(table)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: Path = typer.Argument(None, help="Default: the newest checkpoint in checkpoints/."),
+    data_dir: Path = DataDirOption,
+    device: Device = DeviceOption,
+    batch_size: int = typer.Option(1000, "--batch-size", min=1),
+    limit: int = typer.Option(None, "--limit", min=1, help="Score only the first N test images."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Score a checkpoint on the MNIST test set."""
+    from .checkpoint import default_checkpoint, load_checkpoint, model_from_checkpoint
+    from .data import load_split
+    from .evaluate import evaluate_model
+    from .runtime import resolve_device, tune_for_device
+    from .ui import evaluation_tables
+
+    path = checkpoint or default_checkpoint()
+    ckpt = load_checkpoint(path)
+    dev = resolve_device(device.value)
+    model = model_from_checkpoint(ckpt, dev)
+    tune_for_device(model, dev, batch_size)
+    split = load_split("test", str(data_dir) if data_dir else None, limit)
+    result = evaluate_model(model, split, ckpt["normalisation"], dev, batch_size, steps)
+    if as_json:
+        print(json.dumps({"checkpoint": str(path), "model": ckpt["model"], **result.to_dict()}))
+        return
+    for table in evaluation_tables(path, ckpt, result):
+        out.print(table)
+
+
+@app.command("predict")
+def predict_command(
+    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, ...)."),
+    checkpoint: Path = typer.Option(
+        None, "--checkpoint", "-c", help="Default: newest in checkpoints/."
+    ),
+    device: Device = DeviceOption,
+    steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
+    show: bool = typer.Option(False, "--show", help="Draw the 28x28 input the network saw."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of tables."),
+) -> None:
+    """Classify your own digit images and show the output spikes per class."""
+    from .checkpoint import default_checkpoint, load_checkpoint
+    from .predict import predict_files
+    from .runtime import resolve_device
+    from .ui import prediction_table, render_digit, summary_table
+
+    ckpt = load_checkpoint(checkpoint or default_checkpoint())
+    model, results = predict_files(ckpt, images, resolve_device(device.value), steps)
+    if as_json:
+        print(json.dumps([r.to_dict(model.output_is_spikes) for r in results]))
+        return
+    for r in results:
+        if show:
+            out.print(render_digit(r.image))
+        out.print(prediction_table(r, model.output_is_spikes))
+    if len(results) > 1:
+        out.print(summary_table(results))

@@ -1,0 +1,157 @@
+"""MNIST as uint8 tensors in memory: read from a folder of IDX files or downloaded by torchvision.
+
+The whole set is 55 MB, so it is held as one tensor and batched by index: much faster than a
+per-image DataLoader, and it can live on the GPU.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import DataError
+
+DATA_DIR_ENV = "SNN_DATA_DIR"
+CACHE_DIR_ENV = "SNN_CACHE_DIR"
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_UBYTE = 0x08
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 [N, 28, 28]
+    labels: torch.Tensor  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def needed_files_message(folder: Path | None) -> str:
+    names = ", ".join(f"{n}[.gz]" for pair in SPLIT_FILES.values() for n in pair)
+    where = f" in {folder}" if folder else ""
+    return (
+        f"MNIST files not found{where}: need {names}; pass --data-dir DIR "
+        f"(or set {DATA_DIR_ENV}) pointing at a folder holding them"
+    )
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for sub in (folder, folder / "MNIST" / "raw", folder / "raw"):
+        for candidate in (sub / name, sub / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """Read an unsigned-byte IDX file (gzipped or not), checking header and length."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"cannot read {path}: {exc}") from None
+    header_len = 4 + 4 * ndim
+    if len(data) < header_len:
+        raise DataError(f"{path} is not an IDX file (only {len(data)} bytes)")
+    zero, dtype, dims = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != _IDX_UBYTE or dims != ndim:
+        raise DataError(f"{path} is not an unsigned-byte IDX file with {ndim} dimensions")
+    shape = struct.unpack(f">{ndim}I", data[4:header_len])
+    count = 1
+    for d in shape:
+        count *= d
+    if len(data) - header_len != count:
+        raise DataError(
+            f"{path} is truncated or corrupt: header says {count} bytes of data, "
+            f"file holds {len(data) - header_len}"
+        )
+    return torch.frombuffer(bytearray(data[header_len:]), dtype=torch.uint8).view(*shape)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "snncli"
+
+
+def _download(root: Path) -> Path:
+    """Let torchvision fetch MNIST into the cache; one clear line if that fails (offline)."""
+    from torchvision.datasets import MNIST
+
+    try:
+        for train in (True, False):
+            MNIST(str(root), train=train, download=True)
+    except Exception as exc:  # network errors come in many types
+        raise DataError(
+            needed_files_message(None) + f" (download into {root} failed: {exc})"
+        ) from None
+    return root / "MNIST" / "raw"
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    """The folder to read from: the option, else $SNN_DATA_DIR, else a torchvision download."""
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is None:
+        cache = default_cache_dir() / "mnist"
+        if all(_find(cache, n) for pair in SPLIT_FILES.values() for n in pair):
+            return cache
+        return _download(cache)
+    folder = Path(data_dir).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist")
+    return folder
+
+
+def load_split(split: str, data_dir: str | Path | None = None, limit: int | None = None) -> Split:
+    """Load the `train` or `test` split; `limit` keeps the first N images."""
+    folder = resolve_data_dir(data_dir)
+    image_name, label_name = SPLIT_FILES[split]
+    image_path, label_path = _find(folder, image_name), _find(folder, label_name)
+    if image_path is None or label_path is None:
+        raise DataError(needed_files_message(folder))
+    images = read_idx(image_path, 3)
+    labels = read_idx(label_path, 1)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{image_path.name} holds {len(images)} images but {label_path.name} "
+            f"holds {len(labels)} labels"
+        )
+    if images.shape[1:] != (28, 28):
+        raise DataError(f"{image_path} holds {tuple(images.shape[1:])} images, expected 28x28")
+    if len(labels) and int(labels.max()) > 9:
+        raise DataError(f"{label_path} holds labels outside 0-9")
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return Split(images.contiguous(), labels.long())
+
+
+def normalise(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """uint8 [B, 28, 28] -> float [B, 1, 28, 28] scaled to [0, 1] then standardised."""
+    x = images.unsqueeze(1).float().div_(255.0)
+    if mean != 0.0 or std != 1.0:
+        x = x.sub_(mean).div_(std)
+    return x
+
+
+def batches(split: Split, batch_size: int, shuffle: bool = False, generator=None):
+    """Yield (images, labels) slices; the last partial batch is kept so every image counts."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if shuffle else None
+    for start in range(0, n, batch_size):
+        if order is None:
+            yield split.images[start : start + batch_size], split.labels[start : start + batch_size]
+        else:
+            idx = order[start : start + batch_size]
+            yield split.images[idx], split.labels[idx]

@@ -1,0 +1,17 @@
+"""One exception family for mistakes a user can fix; the CLI turns it into one line + exit 1."""
+
+
+class SnnError(Exception):
+    """A user-facing error: bad input, missing file, wrong checkpoint, unknown model."""
+
+
+class DataError(SnnError):
+    """MNIST files are missing, corrupt or truncated."""
+
+
+class CheckpointError(SnnError):
+    """A file is not a usable snncli checkpoint."""
+
+
+class ImageError(SnnError):
+    """An image could not be read or holds no digit."""

@@ -1,0 +1,43 @@
+"""What every registered SNN offers the train/evaluate/predict code."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class SpikingNet(nn.Module):
+    """A network simulated for `steps` time steps on a static image.
+
+    forward(x [B,1,28,28]) returns the output layer's record [T, B, classes]; `readout` turns it
+    into per-class scores; `loss` is the model's training criterion.
+    Stateless layers run over (time chunk x batch) at once; `time_chunk` bounds that chunk so
+    memory stays in check (None = all steps in one chunk).
+    """
+
+    output_is_spikes: bool = True
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.time_chunk: int | None = None
+
+    def chunks(self, steps: int):
+        """(start, length) pairs covering `steps` time steps."""
+        size = self.time_chunk or steps
+        return [(t, min(size, steps - t)) for t in range(0, steps, size)]
+
+    def readout(self, record: torch.Tensor) -> torch.Tensor:
+        """[T, B, C] -> [B, C] scores: spike counts (spiking output) or mean output."""
+        return record.sum(0) if self.output_is_spikes else record.mean(0)
+
+    def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def confidence(self, scores: torch.Tensor) -> torch.Tensor:
+        """[B, C] -> [B, C] shares: of output spikes, or softmax of mean output."""
+        if self.output_is_spikes:
+            total = scores.sum(1, keepdim=True)
+            return torch.where(total > 0, scores / total.clamp_min(1e-12), torch.zeros_like(scores))
+        return F.softmax(scores, dim=1)

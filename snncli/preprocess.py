@@ -1,0 +1,180 @@
+"""Turning a user's image into an MNIST-like 28x28 digit, the way MNIST itself was made.
+
+MNIST digits are white on black, cropped to the ink, scaled to fit a 20x20 box (aspect kept,
+anti-aliased) and placed in 28x28 with their centre of mass at the centre. Users' images are
+photos and drawings of any size and polarity, so each step below undoes one difference.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from .errors import ImageError
+
+WORK_SIZE = 256  # images are reduced to at most this many pixels a side before analysis
+MAX_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
+
+
+def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
+    """Open any Pillow-readable image (first frame if animated), EXIF orientation applied."""
+    label = name or str(source if not isinstance(source, bytes) else "<stdin>")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            fp = io.BytesIO(source) if isinstance(source, bytes) else source
+            image = Image.open(fp)
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(
+                    f"{label} is too large ({image.width}x{image.height}); "
+                    f"use an image under {MAX_PIXELS // 1_000_000} megapixels"
+                )
+            image.seek(0)
+            image.draft("L", (WORK_SIZE * 2, WORK_SIZE * 2))  # fast JPEG downscale on decode
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"image {label} does not exist") from None
+    except IsADirectoryError:
+        raise ImageError(f"{label} is a folder, not an image") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{label} is not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{label} could not be decoded: {exc}") from None
+
+
+def to_grey(image: Image.Image) -> np.ndarray:
+    """float [H, W] in 0-1; transparency composited onto a background that contrasts the ink."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        grey = np.asarray(image, dtype=np.float64)
+        span = grey.max() - grey.min()
+        return (grey - grey.min()) / span if span > 0 else np.zeros_like(grey)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255.0
+        alpha = rgba[..., 3]
+        lum = np.asarray(image.convert("RGBA").convert("L"), dtype=np.float64) / 255.0
+        opaque = alpha > 0.5
+        if 0 < opaque.mean() < 1:
+            # Ink drawn on a transparent canvas: put it on a background of opposite brightness.
+            ink_is_dark = lum[opaque].mean() < 0.5
+            background = 1.0 if ink_is_dark else 0.0
+            return alpha * lum + (1 - alpha) * background
+        return lum
+    return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+
+
+def reduce_size(grey: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
+    """Downscale (area-averaging) so the longer side is at most `size`; small images unchanged."""
+    h, w = grey.shape
+    if max(h, w) <= size:
+        return grey
+    scale = size / max(h, w)
+    img = Image.fromarray(grey.astype(np.float32), mode="F")
+    img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
+    return np.asarray(img, dtype=np.float64)
+
+
+def border_values(grey: np.ndarray) -> np.ndarray:
+    h, w = grey.shape
+    m = max(1, min(h, w) // 20)
+    return np.concatenate(
+        [grey[:m].ravel(), grey[-m:].ravel(), grey[:, :m].ravel(), grey[:, -m:].ravel()]
+    )
+
+
+def fix_polarity(grey: np.ndarray) -> np.ndarray:
+    """Make the digit bright on a dark background: the border tells the background's brightness."""
+    return 1.0 - grey if np.median(border_values(grey)) > 0.5 else grey
+
+
+def remove_background(grey: np.ndarray) -> np.ndarray:
+    """Subtract uneven lighting (a grey opening wider than strokes) and stretch contrast to 0-1."""
+    h, w = grey.shape
+    size = max(3, min(h, w) // 3)
+    background = ndimage.grey_opening(grey, size=(size, size))
+    background = ndimage.uniform_filter(background, size=size)
+    flat = np.clip(grey - background, 0, None)
+    flat -= np.median(border_values(flat))
+    flat = np.clip(flat, 0, None)
+    top = np.percentile(flat, 99.5)
+    if top <= 0.05:  # no contrast at all: a blank image
+        return np.zeros_like(flat)
+    return np.clip(flat / top, 0, 1)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    hist, edges = np.histogram(values, bins=64, range=(0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(hist)
+    total = weight[-1]
+    mean = np.cumsum(hist * centres)
+    between = (mean[-1] * weight - total * mean) ** 2 / np.maximum(weight * (total - weight), 1)
+    return float(centres[int(np.argmax(between))])
+
+
+def digit_mask(ink: np.ndarray) -> np.ndarray:
+    """Pixels of the digit: Otsu-thresholded ink, keeping the large components, specks dropped."""
+    mask = ink > max(0.2, otsu_threshold(ink))
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        return mask
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+    keep = np.flatnonzero(sizes >= 0.15 * sizes.max()) + 1
+    return np.isin(labels, keep)
+
+
+def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    pad = 1
+    r0, r1 = max(0, rows[0] - pad), min(ink.shape[0], rows[-1] + 1 + pad)
+    c0, c1 = max(0, cols[0] - pad), min(ink.shape[1], cols[-1] + 1 + pad)
+    return ink[r0:r1, c0:c1] * ndimage.binary_dilation(mask, iterations=2)[r0:r1, c0:c1]
+
+
+def fit_box(digit: np.ndarray, box: int = 20) -> np.ndarray:
+    """Scale so the longer side is `box` pixels, aspect ratio kept, anti-aliased."""
+    h, w = digit.shape
+    scale = box / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    img = Image.fromarray(digit.astype(np.float32), mode="F")
+    return np.asarray(img.resize(size, Image.Resampling.LANCZOS), dtype=np.float64).clip(0, 1)
+
+
+def centre_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
+    """Place `digit` in a size x size canvas with its centre of mass at the centre."""
+    canvas = np.zeros((size, size))
+    h, w = digit.shape
+    cy, cx = ndimage.center_of_mass(digit) if digit.sum() > 0 else (h / 2, w / 2)
+    top = int(round(size / 2 - cy))
+    left = int(round(size / 2 - cx))
+    top, left = min(max(top, 0), size - h), min(max(left, 0), size - w)
+    canvas[top : top + h, left : left + w] = digit
+    return canvas
+
+
+def mnist_like(image: Image.Image, label: str = "image") -> np.ndarray:
+    """Any digit image -> uint8 [28, 28], white digit on black, MNIST layout."""
+    if image.width < 4 or image.height < 4:
+        raise ImageError(f"{label} is too small ({image.width}x{image.height}) to hold a digit")
+    grey = reduce_size(to_grey(image))
+    ink = remove_background(fix_polarity(grey))
+    mask = digit_mask(ink)
+    if not mask.any() or ink.max() <= 0:
+        raise ImageError(f"no digit found in {label}: the image is blank")
+    digit = fit_box(crop_to_digit(ink, mask))
+    return (centre_by_mass(digit) * 255).round().astype(np.uint8)
+
+
+def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    label = name or str(source if not isinstance(source, bytes) else "<stdin>")
+    return mnist_like(open_image(source, label), label)

@@ -1,0 +1,205 @@
+"""Training a registered model on MNIST: the loop, best/last checkpoints, metrics and plot.
+
+UI-free: progress goes to an optional callback, so the CLI draws a Rich bar and tests stay quiet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .checkpoint import DEFAULT_DIR, atomic_write, build_checkpoint, save_checkpoint
+from .data import batches, load_split, normalise
+from .errors import SnnError
+from .evaluate import Evaluation, evaluate_model
+from .registry import get_model_spec
+from .runtime import resolve_device, tune_for_device
+
+
+@dataclass
+class TrainOptions:
+    model: str = "csnn"
+    epochs: int | None = None  # None = the model's recipe
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    data_dir: str | None = None
+    out: str | None = None  # best checkpoint path; default checkpoints/<model>.pt
+    train_limit: int | None = None
+    test_limit: int | None = None
+    eval_every: int | None = None  # also evaluate every N iterations
+    plot: bool = True
+
+
+@dataclass
+class TrainResult:
+    best_path: Path
+    last_path: Path
+    plot_path: Path | None
+    metrics_path: Path
+    best_accuracy: float
+    last_evaluation: Evaluation
+    train_seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def _positive(name: str, value) -> None:
+    if value is not None and value <= 0:
+        raise SnnError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def resolve_recipe(options: TrainOptions) -> dict:
+    """The model's default recipe with the user's overrides applied."""
+    spec = get_model_spec(options.model)
+    for name in ("epochs", "steps", "batch_size", "lr", "train_limit", "test_limit", "eval_every"):
+        _positive(name, getattr(options, name))
+    recipe = dict(spec.recipe)
+    recipe["steps"] = options.steps or spec.config_cls().steps
+    for name in ("epochs", "batch_size", "lr"):
+        if getattr(options, name) is not None:
+            recipe[name] = getattr(options, name)
+    recipe["seed"] = options.seed
+    return recipe
+
+
+def output_paths(model: str, out: str | None) -> tuple[Path, Path, Path, Path]:
+    """best checkpoint, last checkpoint, plot and metrics file, side by side."""
+    best = Path(out) if out else DEFAULT_DIR / f"{model}.pt"
+    stem = best.with_suffix("")
+    return (
+        best,
+        stem.with_name(stem.name + ".last.pt"),
+        stem.with_name(stem.name + ".png"),
+        stem.with_name(stem.name + ".metrics.jsonl"),
+    )
+
+
+def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train, evaluating on the test split after each epoch (and every `eval_every` steps)."""
+    emit = on_event or (lambda event: None)
+    recipe = resolve_recipe(options)
+    spec = get_model_spec(options.model)
+    device = resolve_device(options.device)
+    best_path, last_path, plot_path, metrics_path = output_paths(options.model, options.out)
+    if best_path.exists() and best_path.is_dir():
+        raise SnnError(f"--out {best_path} is a folder; give a file path such as model.pt")
+
+    train_set = load_split("train", options.data_dir, options.train_limit)
+    test_set = load_split("test", options.data_dir, options.test_limit)
+    if device.type != "cpu":  # MNIST fits in GPU memory: no host copies per iteration
+        train_set.images, train_set.labels = (
+            train_set.images.to(device),
+            train_set.labels.to(device),
+        )
+        test_set.images, test_set.labels = test_set.images.to(device), test_set.labels.to(device)
+
+    torch.manual_seed(options.seed)
+    model = spec.build(spec.config_cls(steps=recipe["steps"])).to(device)
+    tune_for_device(model, device, recipe["batch_size"])
+    optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999))
+    shuffle = torch.Generator().manual_seed(options.seed)
+    norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}
+
+    per_epoch = -(-len(train_set) // recipe["batch_size"])
+    total_iters = per_epoch * recipe["epochs"]
+    emit({"kind": "start", "total": total_iters, "device": str(device), "recipe": recipe})
+    history: list[dict] = []
+    best_accuracy, last_eval, iteration = -1.0, None, 0
+    train_seconds = 0.0
+    metrics_lines: list[str] = []
+
+    def run_eval(epoch: int) -> Evaluation:
+        nonlocal best_accuracy
+        evaluation = evaluate_model(model, test_set, norm, device, batch_size=1000)
+        row = {
+            "iteration": iteration,
+            "epoch": epoch,
+            "test_accuracy": evaluation.accuracy,
+            "train_seconds": round(train_seconds, 3),
+        }
+        history.append(row)
+        metrics_lines.append(json.dumps(row))
+        atomic_write(
+            metrics_path, lambda tmp: Path(tmp).write_text("\n".join(metrics_lines) + "\n")
+        )
+        improved = evaluation.accuracy > best_accuracy
+        if improved:
+            best_accuracy = evaluation.accuracy
+            save(best_path, epoch, evaluation)
+        emit({"kind": "eval", **row, "best": improved})
+        return evaluation
+
+    def save(path: Path, epoch: int, evaluation: Evaluation) -> None:
+        metrics = {
+            "test_accuracy": evaluation.accuracy,
+            "test_images": evaluation.total,
+            "train_images": len(train_set),
+            "iterations": iteration,
+            "train_seconds": round(train_seconds, 3),
+        }
+        save_checkpoint(
+            build_checkpoint(options.model, model, recipe=recipe, metrics=metrics, epoch=epoch),
+            path,
+        )
+
+    for epoch in range(1, recipe["epochs"] + 1):
+        model.train()
+        for images, labels in batches(train_set, recipe["batch_size"], True, shuffle):
+            start = time.perf_counter()
+            x = normalise(images.to(device), **norm)
+            labels = labels.to(device)
+            record = model(x)
+            loss = model.loss(record, labels)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            iteration += 1
+            with torch.no_grad():
+                correct = (model.readout(record).argmax(1) == labels).sum()
+            loss_value, correct = loss.item(), int(correct)  # one sync per iteration
+            train_seconds += time.perf_counter() - start
+            history.append({"iteration": iteration, "epoch": epoch, "loss": loss_value})
+            emit(
+                {
+                    "kind": "step",
+                    "iteration": iteration,
+                    "epoch": epoch,
+                    "loss": loss_value,
+                    "batch_accuracy": correct / len(labels),
+                    "images": len(labels),
+                    "train_seconds": train_seconds,
+                }
+            )
+            if (
+                options.eval_every
+                and iteration % options.eval_every == 0
+                and iteration < total_iters
+            ):
+                run_eval(epoch)
+                model.train()
+        last_eval = run_eval(epoch)
+
+    save(last_path, recipe["epochs"], last_eval)
+    written_plot = None
+    if options.plot:
+        from .plots import plot_training
+
+        written_plot = plot_training(history, plot_path, title=f"{options.model} training")
+    emit({"kind": "done"})
+    return TrainResult(
+        best_path=best_path,
+        last_path=last_path,
+        plot_path=written_plot,
+        metrics_path=metrics_path,
+        best_accuracy=best_accuracy,
+        last_evaluation=last_eval,
+        train_seconds=train_seconds,
+        history=history,
+    )

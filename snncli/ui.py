@@ -1,0 +1,159 @@
+"""Rich renderings of training progress, evaluations and predictions."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+
+class TrainProgress:
+    """Live bar for training: loss, running accuracy, speed, ETA; evaluations printed above."""
+
+    def __init__(self, console: Console, window: int = 50):
+        self.console = console
+        self.window = window
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("acc {task.fields[acc]:6.2%}"),
+            TextColumn("{task.fields[speed]:,.0f} img/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = None
+        self.recent: list[tuple[int, int]] = []
+        self.images = 0
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def handle(self, event: dict) -> None:
+        kind = event["kind"]
+        if kind == "start":
+            r = event["recipe"]
+            self.console.print(
+                f"training on [bold]{event['device']}[/]: {r['epochs']} epoch(s), "
+                f"batch {r['batch_size']}, lr {r['lr']:g}, {r['steps']} time steps",
+                highlight=False,
+            )
+            self.task = self.progress.add_task(
+                "train", total=event["total"], epoch=1, loss=float("nan"), acc=0.0, speed=0.0
+            )
+        elif kind == "step":
+            n = event["images"]
+            self.recent = (self.recent + [(round(event["batch_accuracy"] * n), n)])[-self.window :]
+            self.images += n
+            acc = sum(c for c, _ in self.recent) / max(1, sum(m for _, m in self.recent))
+            speed = self.images / max(1e-9, event["train_seconds"])
+            self.progress.update(
+                self.task, advance=1, epoch=event["epoch"], loss=event["loss"], acc=acc, speed=speed
+            )
+        elif kind == "eval":
+            mark = "  [green]new best[/]" if event["best"] else ""
+            self.console.print(
+                f"epoch {event['epoch']} iteration {event['iteration']}: "
+                f"test accuracy [bold]{100 * event['test_accuracy']:.2f}%[/]{mark}",
+                highlight=False,
+            )
+
+
+def evaluation_tables(path, ckpt: dict, result) -> list[Table]:
+    summary = Table(title=f"Evaluation of {path}", show_header=False)
+    summary.add_row("model", ckpt["model"])
+    summary.add_row("time steps", str(result.steps))
+    summary.add_row("test images", f"{result.total:,}")
+    summary.add_row("accuracy", f"[bold]{100 * result.accuracy:.2f}%[/] ({result.correct:,} right)")
+    if result.mean_output_spikes is not None:
+        summary.add_row("output spikes per image", f"{result.mean_output_spikes:.1f}")
+    summary.add_row("speed", f"{result.images_per_second:,.0f} images/s ({result.seconds:.1f} s)")
+
+    per_class = Table(title="Accuracy per digit")
+    for d in range(len(result.per_class)):
+        per_class.add_column(str(d), justify="right")
+    per_class.add_row(*(f"{100 * a:.1f}%" for a in result.per_class))
+
+    confusion = Table(title="Confusion matrix (rows: true digit, columns: predicted)")
+    confusion.add_column("true", justify="right", style="bold")
+    for d in range(len(result.confusion)):
+        confusion.add_column(str(d), justify="right")
+    for true, row in enumerate(result.confusion):
+        cells = [
+            f"[green]{v}[/]" if i == true else (f"[red]{v}[/]" if v else "[dim]·[/]")
+            for i, v in enumerate(row)
+        ]
+        confusion.add_row(str(true), *cells)
+    return [summary, per_class, confusion]
+
+
+def _bar(fraction: float, width: int = 20) -> str:
+    filled = round(max(0.0, min(1.0, fraction)) * width)
+    return "█" * filled + "·" * (width - filled)
+
+
+def prediction_table(result, output_is_spikes: bool) -> Table:
+    label = "spikes" if output_is_spikes else "mean output"
+    share = "share of spikes" if output_is_spikes else "probability"
+    title = (
+        f"{result.path}: [bold green]{result.prediction}[/] "
+        f"({100 * result.confidence:.0f}% {share.split()[0] if output_is_spikes else share})"
+    )
+    margin = result.confidence - result.runner_up_confidence
+    if margin < 0.2:
+        title += f", runner-up {result.runner_up} ({100 * result.runner_up_confidence:.0f}%)"
+    table = Table(title=title)
+    table.add_column("digit", justify="right")
+    table.add_column(label, justify="right")
+    table.add_column(share, justify="right")
+    table.add_column("")
+    total = sum(result.scores)
+    top = max(result.scores) if result.scores else 0
+    for d, s in enumerate(result.scores):
+        value = f"{int(s)}" if output_is_spikes else f"{s:.3f}"
+        frac = (s / total if total else 0.0) if output_is_spikes else None
+        shown = f"{100 * frac:.1f}%" if frac is not None else ""
+        bar = _bar(s / top if top > 0 else 0.0)
+        style = "bold green" if d == result.prediction else ""
+        table.add_row(str(d), value, shown, bar, style=style)
+    if not output_is_spikes:  # fill the probability column from the model's softmax
+        pass
+    return table
+
+
+def summary_table(results) -> Table:
+    table = Table(title="Summary")
+    for column in ("image", "prediction", "confidence", "runner-up"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.path, str(r.prediction), f"{100 * r.confidence:.0f}%", str(r.runner_up))
+    return table
+
+
+def render_digit(image) -> Text:
+    """28x28 uint8 as half-block characters: two pixel rows per text line, grey levels kept."""
+    text = Text()
+    rows = image.shape[0]
+    for y in range(0, rows, 2):
+        for x in range(image.shape[1]):
+            top = int(image[y, x])
+            bottom = int(image[y + 1, x]) if y + 1 < rows else 0
+            text.append("▀", style=f"rgb({top},{top},{top}) on rgb({bottom},{bottom},{bottom})")
+        text.append("\n")
+    return text

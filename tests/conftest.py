@@ -1,0 +1,106 @@
+"""Shared fixtures: tiny synthetic MNIST-format data sets and a quickly trained checkpoint."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+REAL_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
+    """Write an unsigned-byte IDX file (the MNIST format), gzipped when `gz`."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def glyph(digit: int, rng: np.random.Generator, size: int = 28) -> np.ndarray:
+    """A font-rendered digit in MNIST style (white on black, ~20px tall), lightly jittered."""
+    font = ImageFont.load_default(size=int(rng.integers(18, 23)))
+    img = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(img)
+    dx, dy = rng.integers(-2, 3, size=2)
+    draw.text(
+        (size / 2 + dx, size / 2 + dy),
+        str(digit),
+        fill=255,
+        font=font,
+        anchor="mm",
+        stroke_width=int(rng.integers(0, 2)),
+        stroke_fill=255,
+    )
+    return np.asarray(img)
+
+
+def synthetic_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    images = np.stack([glyph(int(d), rng) for d in labels])
+    return images, labels.astype(np.uint8)
+
+
+def make_mnist_dir(folder: Path, n_train: int = 600, n_test: int = 200, gz: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = synthetic_split(n_train, 0)
+    test_x, test_y = synthetic_split(n_test, 1)
+    write_idx(folder / "train-images-idx3-ubyte", train_x, gz)
+    write_idx(folder / "train-labels-idx1-ubyte", train_y, gz)
+    write_idx(folder / "t10k-images-idx3-ubyte", test_x, gz)
+    write_idx(folder / "t10k-labels-idx1-ubyte", test_y, gz)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    return make_mnist_dir(tmp_path_factory.mktemp("tiny_mnist"))
+
+
+@pytest.fixture(scope="session")
+def mlp_checkpoint(tmp_path_factory, tiny_mnist) -> Path:
+    """An mlp trained for a few epochs on the synthetic glyphs (a few seconds on a CPU)."""
+    from snncli.train import TrainOptions, train
+
+    out = tmp_path_factory.mktemp("ckpt") / "mlp.pt"
+    result = train(
+        TrainOptions(
+            model="mlp",
+            epochs=4,
+            batch_size=32,
+            data_dir=str(tiny_mnist),
+            out=str(out),
+            device="cpu",
+            plot=False,
+        )
+    )
+    assert result.best_accuracy > 0.9, result.best_accuracy
+    return out
+
+
+@pytest.fixture()
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run in an empty folder with no data/cache environment leaking in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SNN_DATA_DIR", raising=False)
+    monkeypatch.setenv("SNN_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def real_mnist() -> Path:
+    path = REAL_MNIST.resolve()
+    if not (path / "t10k-images-idx3-ubyte.gz").is_file() and os.environ.get("CI") != "true":
+        pytest.skip("real MNIST not found at ../shared/data/mnist")
+    return path
