@@ -44,7 +44,11 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         raise ImageError(f"image {label} does not exist") from None
     except IsADirectoryError:
         raise ImageError(f"{label} is a folder, not an image") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{label} is too large; use an image under {MAX_PIXELS // 1_000_000} megapixels"
+        ) from None
+    except UnidentifiedImageError:
         raise ImageError(f"{label} is not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{label} could not be decoded: {exc}") from None
@@ -119,7 +123,8 @@ def otsu_threshold(values: np.ndarray) -> float:
     total = weight[-1]
     mean = np.cumsum(hist * centres)
     between = (mean[-1] * weight - total * mean) ** 2 / np.maximum(weight * (total - weight), 1)
-    return float(centres[int(np.argmax(between))])
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float(edges[best[len(best) // 2] + 1])  # middle of a flat optimum
 
 
 def digit_mask(ink: np.ndarray) -> np.ndarray:
@@ -134,11 +139,11 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
 
 
 def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    pad = 1
-    r0, r1 = max(0, rows[0] - pad), min(ink.shape[0], rows[-1] + 1 + pad)
-    c0, c1 = max(0, cols[0] - pad), min(ink.shape[1], cols[-1] + 1 + pad)
-    return ink[r0:r1, c0:c1] * ndimage.binary_dilation(mask, iterations=2)[r0:r1, c0:c1]
+    """The ink of the kept components (with their anti-aliased rims), cropped to its box."""
+    near = ndimage.binary_dilation(mask, iterations=2)
+    digit = np.where(near & (ink > 0.05), ink, 0.0)
+    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def fit_box(digit: np.ndarray, box: int = 20) -> np.ndarray:

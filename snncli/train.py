@@ -180,7 +180,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
             if (
                 options.eval_every
                 and iteration % options.eval_every == 0
-                and iteration < total_iters
+                and iteration % per_epoch != 0  # the epoch-end evaluation follows anyway
             ):
                 run_eval(epoch)
                 model.train()

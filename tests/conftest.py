@@ -52,7 +52,7 @@ def synthetic_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.uint8)
 
 
-def make_mnist_dir(folder: Path, n_train: int = 600, n_test: int = 200, gz: bool = True) -> Path:
+def make_mnist_dir(folder: Path, n_train: int = 2000, n_test: int = 200, gz: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     train_x, train_y = synthetic_split(n_train, 0)
     test_x, test_y = synthetic_split(n_test, 1)

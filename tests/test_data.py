@@ -12,7 +12,7 @@ from snncli.errors import DataError
 def test_reads_gzipped_flat_folder(tiny_mnist):
     train = load_split("train", tiny_mnist)
     test = load_split("test", tiny_mnist)
-    assert train.images.shape == (600, 28, 28) and train.images.dtype == torch.uint8
+    assert train.images.shape == (2000, 28, 28) and train.images.dtype == torch.uint8
     assert test.labels.shape == (200,) and test.labels.dtype == torch.int64
     assert set(train.labels.tolist()) == set(range(10))
 

@@ -1,0 +1,194 @@
+"""Each command through Typer's CliRunner: help, real runs on tiny data, and every user error."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import glyph
+from snncli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, message, code=1):
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:") and message in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [[], ["models"], ["train"], ["evaluate"], ["predict"]])
+def test_help(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys; from typer.testing import CliRunner; from snncli.cli import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_python_dash_m_works():
+    out = subprocess.run(
+        [sys.executable, "-m", "snncli", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "train" in out.stdout and "predict" in out.stdout
+
+
+def test_models_lists_the_registry():
+    result = run("models")
+    assert result.exit_code == 0
+    assert "csnn" in result.output and "mlp" in result.output
+    assert "1,630,090" in result.output and "669,706" in result.output
+
+
+def test_train_writes_best_last_metrics_and_plot(tiny_mnist, in_tmp):
+    result = run(
+        "train", "--model", "mlp", "--epochs", "2", "--batch-size", "64",
+        "--data-dir", tiny_mnist, "--device", "cpu", "--eval-every", "5", "--train-limit", "640",
+    )
+    assert result.exit_code == 0, result.output
+    assert "training finished" in result.output and "test accuracy" in result.output
+    folder = in_tmp / "checkpoints"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["mlp.last.pt", "mlp.metrics.jsonl", "mlp.png", "mlp.pt"]
+    assert (folder / "mlp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [json.loads(line) for line in (folder / "mlp.metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [5, 10, 15, 20]  # 10 iterations per epoch
+    assert all(0 <= r["test_accuracy"] <= 1 for r in rows)
+    ckpt = torch.load(folder / "mlp.pt", weights_only=True)
+    assert ckpt["recipe"]["epochs"] == 2 and ckpt["recipe"]["batch_size"] == 64
+    assert ckpt["metrics"]["test_accuracy"] == max(r["test_accuracy"] for r in rows)
+
+
+def test_evaluate_json_scores_every_test_image(mlp_checkpoint, tiny_mnist):
+    result = run("evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--json", "--batch-size", 64)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["total"] == 200 and 0.9 < report["accuracy"] <= 1.0
+    assert len(report["per_class"]) == 10
+    confusion = np.array(report["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 200
+    assert confusion.trace() == report["correct"]
+
+
+def test_evaluate_tables_use_the_newest_checkpoint(mlp_checkpoint, tiny_mnist, in_tmp):
+    (in_tmp / "checkpoints").mkdir()
+    shutil.copy(mlp_checkpoint, in_tmp / "checkpoints" / "mine.pt")
+    result = run("evaluate", "--data-dir", tiny_mnist, "--limit", 50)
+    assert result.exit_code == 0, result.output
+    for text in ("checkpoints/mine.pt", "Accuracy per digit", "Confusion matrix", "images/s"):
+        assert text in result.output
+    assert "50" in result.output
+
+
+def big_photo(digit: int, seed: int) -> Image.Image:
+    """A digit glyph as dark ink on a large light canvas, off-centre."""
+    small = Image.fromarray(255 - glyph(digit, np.random.default_rng(seed))).resize((180, 180))
+    canvas = Image.new("L", (400, 300), 235)
+    canvas.paste(small, (40 + 20 * seed, 30))
+    return canvas
+
+
+def test_predict_classifies_users_images(mlp_checkpoint, tmp_path):
+    paths = []
+    for d in range(10):
+        paths.append(tmp_path / f"digit{d}.jpg")
+        big_photo(d, d % 3).convert("RGB").save(paths[-1], quality=85)
+    result = run("predict", *paths, "--checkpoint", mlp_checkpoint, "--json")
+    assert result.exit_code == 0, result.output
+    predictions = json.loads(result.stdout)
+    assert [p["path"] for p in predictions] == [str(p) for p in paths]
+    right = sum(p["prediction"] == d for d, p in enumerate(predictions))
+    assert right >= 8, [p["prediction"] for p in predictions]
+    for p in predictions:
+        assert 0 <= p["confidence"] <= 1 and len(p["scores"]) == 10
+        assert p["spike_counts"] is None  # the mlp's output layer is not spiking
+
+
+def test_predict_tables_show_spike_counts_of_the_csnn(tiny_mnist, tmp_path):
+    out = tmp_path / "csnn.pt"
+    result = run(
+        "train", "--model", "csnn", "--steps", "3", "--batch-size", "100", "--data-dir",
+        tiny_mnist, "--out", out, "--train-limit", "200", "--test-limit", "50", "--device", "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    images = [tmp_path / "a.png", tmp_path / "b.png"]
+    for i, path in enumerate(images):
+        big_photo(i + 3, i).save(path)
+    result = run("predict", *images, "--checkpoint", out, "--show")
+    assert result.exit_code == 0, result.output
+    assert "spikes" in result.output and "Summary" in result.output and "▀" in result.output
+    result = run("predict", images[0], "--checkpoint", out, "--json")
+    (prediction,) = json.loads(result.stdout)
+    counts = prediction["spike_counts"]
+    assert len(counts) == 10 and all(isinstance(c, int) and 0 <= c <= 3 for c in counts)
+    assert prediction["scores"] == counts
+
+
+def test_unknown_model(in_tmp, tiny_mnist):
+    result = run("train", "--model", "resnet", "--data-dir", tiny_mnist)
+    assert_user_error(result, "unknown model 'resnet'; choose one of: csnn, mlp")
+
+
+def test_missing_data_leaves_no_files(in_tmp):
+    (in_tmp / "empty").mkdir()
+    result = run("train", "--model", "mlp", "--data-dir", in_tmp / "empty")
+    assert_user_error(result, "train-images-idx3-ubyte[.gz]")
+    assert not (in_tmp / "checkpoints").exists()
+
+
+def test_non_positive_numbers(in_tmp, tiny_mnist):
+    assert run("train", "--epochs", "0").exit_code == 2
+    assert run("train", "--batch-size", "-5").exit_code == 2
+    assert run("evaluate", "--limit", "0").exit_code == 2
+    assert_user_error(run("train", "--lr", "-1", "--data-dir", tiny_mnist), "--lr must be positive")
+
+
+def test_bad_checkpoints(in_tmp):
+    assert_user_error(run("evaluate"), "no checkpoint in checkpoints/")
+    bogus = in_tmp / "bogus.pt"
+    bogus.write_text("not a model")
+    assert_user_error(run("evaluate", bogus), "not an snncli checkpoint")
+    assert_user_error(run("predict", "x.png", "--checkpoint", bogus), "not an snncli checkpoint")
+    assert_user_error(run("evaluate", in_tmp / "nope.pt"), "does not exist")
+
+
+def test_bad_images(mlp_checkpoint, in_tmp):
+    assert_user_error(run("predict", "nope.png", "--checkpoint", mlp_checkpoint), "does not exist")
+    (in_tmp / "notes.png").write_text("hello")
+    assert_user_error(
+        run("predict", "notes.png", "--checkpoint", mlp_checkpoint), "not an image Pillow can read"
+    )
+    Image.new("L", (64, 64), 255).save(in_tmp / "white.png")
+    assert_user_error(run("predict", "white.png", "--checkpoint", mlp_checkpoint), "blank")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_absent_gpu(mlp_checkpoint, tiny_mnist):
+    result = run("evaluate", mlp_checkpoint, "--device", "cuda", "--data-dir", tiny_mnist)
+    assert_user_error(result, "no CUDA GPU is available")
+
+
+def test_out_pointing_at_a_folder(in_tmp, tiny_mnist):
+    (in_tmp / "dir.pt").mkdir()
+    result = run("train", "--model", "mlp", "--data-dir", tiny_mnist, "--out", "dir.pt")
+    assert_user_error(result, "is a folder")
