@@ -61,6 +61,16 @@ DataDirOption = typer.Option(
 DeviceOption = typer.Option(Device.auto, "--device", help="auto = CUDA, then MPS, then CPU.")
 
 
+class Backend(str, Enum):
+    engine = "engine"
+    snntorch = "snntorch"
+
+
+BackendOption = typer.Option(
+    Backend.engine, "--backend", help="engine (fast) or snntorch (the reference step loop)."
+)
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered models."""
@@ -107,6 +117,7 @@ def train_command(
     eval_every: int = typer.Option(
         None, "--eval-every", min=1, help="Also evaluate every N iterations."
     ),
+    backend: Backend = BackendOption,
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
     from .train import TrainOptions, train
@@ -125,6 +136,7 @@ def train_command(
         train_limit=train_limit,
         test_limit=test_limit,
         eval_every=eval_every,
+        backend=backend.value,
     )
     with TrainProgress(out) as progress:
         result = train(options, on_event=progress.handle)
@@ -149,6 +161,7 @@ def evaluate_command(
     limit: int = typer.Option(None, "--limit", min=1, help="Score only the first N test images."),
     steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    backend: Backend = BackendOption,
 ) -> None:
     """Score a checkpoint on the MNIST test set."""
     from .checkpoint import default_checkpoint, load_checkpoint, model_from_checkpoint
@@ -162,6 +175,7 @@ def evaluate_command(
     dev = resolve_device(device.value)
     model = model_from_checkpoint(ckpt, dev)
     tune_for_device(model, dev, batch_size)
+    model.backend = backend.value
     split = load_split("test", str(data_dir) if data_dir else None, limit)
     result = evaluate_model(model, split, ckpt["normalisation"], dev, batch_size, steps)
     if as_json:

@@ -7,6 +7,7 @@ import torch
 from .errors import SnnError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BACKENDS = ("engine", "snntorch")
 # On the CPU, running every time step of a layer as one big batch thrashes the cache;
 # chunks of about this many (step x image) samples were fastest on a 2-core machine.
 CPU_SAMPLES_PER_CHUNK = 640
@@ -33,3 +34,9 @@ def tune_for_device(model, device: torch.device, batch_size: int) -> None:
         model.time_chunk = max(1, CPU_SAMPLES_PER_CHUNK // max(1, batch_size))
     else:
         model.time_chunk = None
+
+
+def check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise SnnError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    return name

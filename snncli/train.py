@@ -18,7 +18,7 @@ from .data import batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
 from .registry import get_model_spec
-from .runtime import resolve_device, tune_for_device
+from .runtime import check_backend, resolve_device, tune_for_device
 
 
 @dataclass
@@ -35,6 +35,7 @@ class TrainOptions:
     train_limit: int | None = None
     test_limit: int | None = None
     eval_every: int | None = None  # also evaluate every N iterations
+    backend: str = "engine"  # or "snntorch", the reference implementation
     plot: bool = True
 
 
@@ -103,6 +104,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     torch.manual_seed(options.seed)
     model = spec.build(spec.config_cls(steps=recipe["steps"])).to(device)
     tune_for_device(model, device, recipe["batch_size"])
+    model.backend = check_backend(options.backend)
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999))
     shuffle = torch.Generator().manual_seed(options.seed)
     norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}

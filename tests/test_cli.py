@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import glyph
 from snncli.cli import app
+
+from conftest import glyph
 
 runner = CliRunner()
 
@@ -62,8 +63,21 @@ def test_models_lists_the_registry():
 
 def test_train_writes_best_last_metrics_and_plot(tiny_mnist, in_tmp):
     result = run(
-        "train", "--model", "mlp", "--epochs", "2", "--batch-size", "64",
-        "--data-dir", tiny_mnist, "--device", "cpu", "--eval-every", "5", "--train-limit", "640",
+        "train",
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--data-dir",
+        tiny_mnist,
+        "--device",
+        "cpu",
+        "--eval-every",
+        "5",
+        "--train-limit",
+        "640",
     )
     assert result.exit_code == 0, result.output
     assert "training finished" in result.output and "test accuracy" in result.output
@@ -127,8 +141,23 @@ def test_predict_classifies_users_images(mlp_checkpoint, tmp_path):
 def test_predict_tables_show_spike_counts_of_the_csnn(tiny_mnist, tmp_path):
     out = tmp_path / "csnn.pt"
     result = run(
-        "train", "--model", "csnn", "--steps", "3", "--batch-size", "100", "--data-dir",
-        tiny_mnist, "--out", out, "--train-limit", "200", "--test-limit", "50", "--device", "cpu",
+        "train",
+        "--model",
+        "csnn",
+        "--steps",
+        "3",
+        "--batch-size",
+        "100",
+        "--data-dir",
+        tiny_mnist,
+        "--out",
+        out,
+        "--train-limit",
+        "200",
+        "--test-limit",
+        "50",
+        "--device",
+        "cpu",
     )
     assert result.exit_code == 0, result.output
     images = [tmp_path / "a.png", tmp_path / "b.png"]

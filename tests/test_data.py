@@ -3,10 +3,11 @@ import gzip
 import numpy as np
 import pytest
 import torch
-from conftest import make_mnist_dir, write_idx
 
 from snncli.data import batches, load_split, normalise
 from snncli.errors import DataError
+
+from conftest import make_mnist_dir, write_idx
 
 
 def test_reads_gzipped_flat_folder(tiny_mnist):

@@ -5,7 +5,6 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from conftest import glyph
 from snncli.errors import ImageError
 from snncli.preprocess import (
     centre_by_mass,
@@ -15,6 +14,8 @@ from snncli.preprocess import (
     otsu_threshold,
     remove_background,
 )
+
+from conftest import glyph
 
 
 def assert_mnist_layout(digit: np.ndarray):
@@ -31,9 +32,14 @@ def assert_mnist_layout(digit: np.ndarray):
 def paper_digit(size=500, digit=3, dark_ink=True, offset=(60, -40), scale=12, gradient=0.0):
     """A large 'photo' of a digit: ink on paper, off-centre, optional lighting gradient."""
     small = glyph(digit, np.random.default_rng(0)).astype(float) / 255
-    big = np.asarray(
-        Image.fromarray((small * 255).astype(np.uint8)).resize((28 * scale // 2, 28 * scale // 2))
-    ).astype(float) / 255
+    big = (
+        np.asarray(
+            Image.fromarray((small * 255).astype(np.uint8)).resize(
+                (28 * scale // 2, 28 * scale // 2)
+            )
+        ).astype(float)
+        / 255
+    )
     canvas = np.zeros((size, size))
     top = size // 2 - big.shape[0] // 2 + offset[0]
     left = size // 2 - big.shape[1] // 2 + offset[1]

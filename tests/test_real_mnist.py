@@ -14,8 +14,19 @@ def test_mlp_learns_real_mnist_and_predicts_its_digits_as_png(real_mnist, tmp_pa
     out = tmp_path / "mlp.pt"
     result = runner.invoke(
         app,
-        ["train", "--model", "mlp", "--data-dir", str(real_mnist), "--out", str(out),
-         "--train-limit", "38400", "--device", "cpu"],  # 300 iterations of 128
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--data-dir",
+            str(real_mnist),
+            "--out",
+            str(out),
+            "--train-limit",
+            "38400",
+            "--device",
+            "cpu",
+        ],  # 300 iterations of 128
     )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["evaluate", str(out), "--data-dir", str(real_mnist), "--json"])

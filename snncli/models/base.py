@@ -13,7 +13,8 @@ class SpikingNet(nn.Module):
     forward(x [B,1,28,28]) returns the output layer's record [T, B, classes]; `readout` turns it
     into per-class scores; `loss` is the model's training criterion.
     Stateless layers run over (time chunk x batch) at once; `time_chunk` bounds that chunk so
-    memory stays in check (None = all steps in one chunk).
+    memory stays in check (None = all steps in one chunk). `backend = "snntorch"` runs the same
+    weights the way snnTorch users do, for comparison.
     """
 
     output_is_spikes: bool = True
@@ -22,6 +23,21 @@ class SpikingNet(nn.Module):
         super().__init__()
         self.config = config
         self.time_chunk: int | None = None
+        self.backend = "engine"
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """x [B, 1, 28, 28] -> output record [T, B, classes] with the chosen backend."""
+        steps = steps or self.config.steps
+        if self.backend == "snntorch":
+            return self.forward_snntorch(x, steps)
+        return self.forward_engine(x, steps)
+
+    def forward_engine(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """The reference: snnTorch neurons, every layer run once per time step."""
+        raise NotImplementedError
 
     def chunks(self, steps: int):
         """(start, length) pairs covering `steps` time steps."""

@@ -39,8 +39,7 @@ class CSNN(SpikingNet):
         self.fc2 = nn.Linear(c.hidden, c.num_classes)
         self.lifs = nn.ModuleList(LeakySubtract(c.beta, c.threshold, c.slope) for _ in range(4))
 
-    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        steps = steps or self.config.steps
+    def forward_engine(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         # The input is the same image at every step, so conv1 + pool are computed once.
         current1 = F.max_pool2d(self.conv1(x), 2)
         states = [None] * 4
@@ -53,6 +52,26 @@ class CSNN(SpikingNet):
             s, states[3], _ = self.lifs[3](self.fc2(s), states[3])
             record.append(s)
         return torch.cat(record)
+
+    def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        import snntorch
+        from snntorch import surrogate
+
+        c = self.config
+        grad = surrogate.fast_sigmoid(slope=c.slope)
+        lifs = [
+            snntorch.Leaky(beta=c.beta, threshold=c.threshold, spike_grad=grad).to(x.device)
+            for _ in range(4)
+        ]
+        mems = [lif.init_leaky() for lif in lifs]
+        record = []
+        for _ in range(steps):
+            spk, mems[0] = lifs[0](F.max_pool2d(self.conv1(x), 2), mems[0])
+            spk, mems[1] = lifs[1](F.max_pool2d(self.conv2(spk), 2), mems[1])
+            spk, mems[2] = lifs[2](self.fc1(spk.flatten(1)), mems[2])
+            spk, mems[3] = lifs[3](self.fc2(spk), mems[3])
+            record.append(spk)
+        return torch.stack(record)
 
     def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """snnTorch `ce_rate_loss`: cross-entropy of each step's spikes, averaged over steps."""

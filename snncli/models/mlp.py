@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..neurons import LeakyHardReset
+from ..neurons import LeakyHardReset, TriangleSpike
 from ..registry import ModelSpec, register_model
 from .base import SpikingNet
 
@@ -36,8 +36,7 @@ class MLP(SpikingNet):
         self.fc3 = nn.Linear(c.hidden, c.num_classes)
         self.lifs = nn.ModuleList(LeakyHardReset(c.tau, c.threshold, c.gamma) for _ in range(2))
 
-    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        steps = steps or self.config.steps
+    def forward_engine(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         # Direct encoding repeats the image, so the first layer's current is computed once.
         current1 = self.fc1(x.flatten(1))
         states = [None] * 2
@@ -47,6 +46,30 @@ class MLP(SpikingNet):
             s, states[1], _ = self.lifs[1](self.fc2(s), states[1])
             record.append(self.fc3(s))
         return torch.cat(record)
+
+    def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        import snntorch
+
+        c = self.config
+
+        def triangle(v_minus_threshold):
+            return TriangleSpike.apply(v_minus_threshold, c.gamma)
+
+        # snnTorch's zero reset (delayed, detached) is this model's hard reset.
+        lifs = [
+            snntorch.Leaky(
+                beta=c.tau, threshold=c.threshold, spike_grad=triangle, reset_mechanism="zero"
+            ).to(x.device)
+            for _ in range(2)
+        ]
+        mems = [lif.init_leaky() for lif in lifs]
+        flat = x.flatten(1)
+        record = []
+        for _ in range(steps):
+            spk, mems[0] = lifs[0](self.fc1(flat), mems[0])
+            spk, mems[1] = lifs[1](self.fc2(spk), mems[1])
+            record.append(self.fc3(spk))
+        return torch.stack(record)
 
     def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(record.mean(0), target)

@@ -1,0 +1,477 @@
+"""Generate a labelled set of realistic *user-made* digit images (not MNIST-like).
+
+People who run ``snn predict my_digit.png`` give us phone photos of a digit written on
+paper, screenshots of a drawing app, chalk on a blackboard, transparent PNGs... This script
+makes such images so that a preprocessing pipeline can be measured against them.
+
+Two sources of digit shapes:
+
+* ``font-KEY``: handwriting-like fonts from Debian packages (install them with
+  ``apt-get install -y fonts-comic-neue fonts-dkg-handwriting fonts-bwht
+  fonts-dancingscript fonts-humor-sans fonts-kaushanscript fonts-rufscript
+  fonts-tlwg-purisa-ttf fonts-seto fonts-klee``); missing fonts are skipped:
+
+  ======== ======================================================== =====================
+  key      files (under /usr/share/fonts/)                          Debian package
+  ======== ======================================================== =====================
+  comic    opentype/comic-neue/ComicNeue-{Regular,Bold}.otf         fonts-comic-neue
+  dkg      truetype/fifthhorseman/dkg{,Bd}.ttf                      fonts-dkg-handwriting
+  bwht     opentype/bwht/BecauseWe{Build,Connect,Create,Mentor,     fonts-bwht
+           Organize}-Regular.otf
+  dancing  opentype/dancingscript/DancingScript-{Regular,Bold}.otf  fonts-dancingscript
+  humor    truetype/humor-sans/Humor-Sans.ttf                       fonts-humor-sans
+  kaushan  opentype/kaushanscript/KaushanScript-Regular.otf         fonts-kaushanscript
+  ruf      truetype/rufscript/Rufscript010.ttf                      fonts-rufscript
+  purisa   truetype/tlwg/Purisa{,-Bold}.ttf                         fonts-tlwg-purisa-ttf
+  seto     truetype/seto/setofont.ttf                               fonts-seto
+  klee     truetype/klee/KleeOne-{Regular,SemiBold}.ttf             fonts-klee
+  ======== ======================================================== =====================
+
+* ``stroke``: hand-designed stroke templates (unit box), jittered, smoothed and drawn with a
+  round brush of random width, like someone drawing with a mouse in Paint.
+
+Four styles: ``photo`` (dark ink on paper, lighting, noise, blur, ruled lines, specks; JPEG),
+``drawing`` (flat background, either polarity; PNG), ``board`` (chalk on a dark board; JPEG)
+and ``rgba`` (opaque ink on a transparent background; PNG). File names are
+``{label}_{source}_{style}_{index}.{ext}``. Every image uses its own RNG seeded with
+(seed, digit, index), so the output is reproducible.
+
+Usage: ``.venv/bin/python benchmarks/make_user_digits.py [--out DIR] [--per-digit N] [--seed S]``
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+FONT_DIR = Path("/usr/share/fonts")
+FONTS = {
+    "comic": [
+        "opentype/comic-neue/ComicNeue-Regular.otf",
+        "opentype/comic-neue/ComicNeue-Bold.otf",
+    ],
+    "dkg": ["truetype/fifthhorseman/dkg.ttf", "truetype/fifthhorseman/dkgBd.ttf"],
+    "bwht": [
+        f"opentype/bwht/BecauseWe{n}-Regular.otf"
+        for n in ("Build", "Connect", "Create", "Mentor", "Organize")
+    ],
+    "dancing": [
+        "opentype/dancingscript/DancingScript-Regular.otf",
+        "opentype/dancingscript/DancingScript-Bold.otf",
+    ],
+    "humor": ["truetype/humor-sans/Humor-Sans.ttf"],
+    "kaushan": ["opentype/kaushanscript/KaushanScript-Regular.otf"],
+    "ruf": ["truetype/rufscript/Rufscript010.ttf"],
+    "purisa": ["truetype/tlwg/Purisa.ttf", "truetype/tlwg/Purisa-Bold.ttf"],
+    "seto": ["truetype/seto/setofont.ttf"],
+    "klee": ["truetype/klee/KleeOne-Regular.ttf", "truetype/klee/KleeOne-SemiBold.ttf"],
+}
+
+# Stroke templates: x right, y down, in a unit box. "c" = smooth curve through the points,
+# "l" = straight polyline. Several variants per digit (e.g. 1 with/without base, 7 crossed).
+TEMPLATES = {
+    0: [
+        [
+            (
+                "c",
+                [
+                    (0.5, 0.04),
+                    (0.27, 0.15),
+                    (0.2, 0.5),
+                    (0.3, 0.86),
+                    (0.5, 0.96),
+                    (0.7, 0.86),
+                    (0.8, 0.5),
+                    (0.72, 0.14),
+                    (0.5, 0.04),
+                    (0.4, 0.1),
+                ],
+            )
+        ]
+    ],
+    1: [
+        [("l", [(0.33, 0.22), (0.56, 0.04), (0.56, 0.96)])],
+        [("l", [(0.5, 0.04), (0.5, 0.96)])],
+        [("l", [(0.33, 0.2), (0.54, 0.04), (0.54, 0.95)]), ("l", [(0.3, 0.95), (0.78, 0.95)])],
+    ],
+    2: [
+        [
+            (
+                "c",
+                [
+                    (0.22, 0.25),
+                    (0.36, 0.07),
+                    (0.58, 0.04),
+                    (0.76, 0.18),
+                    (0.72, 0.4),
+                    (0.5, 0.64),
+                    (0.22, 0.94),
+                ],
+            ),
+            ("l", [(0.22, 0.94), (0.82, 0.93)]),
+        ]
+    ],
+    3: [
+        [
+            ("c", [(0.24, 0.15), (0.48, 0.04), (0.72, 0.14), (0.7, 0.34), (0.45, 0.47)]),
+            ("c", [(0.45, 0.47), (0.74, 0.58), (0.76, 0.82), (0.52, 0.96), (0.22, 0.86)]),
+        ]
+    ],
+    4: [
+        [("l", [(0.6, 0.04), (0.17, 0.66), (0.84, 0.66)]), ("l", [(0.64, 0.34), (0.64, 0.97)])],
+        [("l", [(0.3, 0.04), (0.22, 0.6), (0.82, 0.6)]), ("l", [(0.66, 0.1), (0.66, 0.97)])],
+    ],
+    5: [
+        [
+            ("l", [(0.78, 0.05), (0.3, 0.05), (0.26, 0.45)]),
+            (
+                "c",
+                [(0.26, 0.45), (0.5, 0.37), (0.74, 0.5), (0.76, 0.76), (0.55, 0.95), (0.23, 0.87)],
+            ),
+        ]
+    ],
+    6: [
+        [
+            (
+                "c",
+                [
+                    (0.7, 0.06),
+                    (0.46, 0.15),
+                    (0.29, 0.45),
+                    (0.26, 0.74),
+                    (0.45, 0.95),
+                    (0.68, 0.86),
+                    (0.73, 0.66),
+                    (0.56, 0.52),
+                    (0.36, 0.56),
+                    (0.27, 0.72),
+                ],
+            )
+        ]
+    ],
+    7: [
+        [("l", [(0.2, 0.06), (0.8, 0.06), (0.42, 0.96)])],
+        [
+            ("l", [(0.2, 0.1), (0.22, 0.05), (0.8, 0.06), (0.44, 0.96)]),
+            ("l", [(0.38, 0.5), (0.76, 0.5)]),
+        ],
+    ],
+    8: [
+        [
+            (
+                "c",
+                [
+                    (0.5, 0.47),
+                    (0.7, 0.3),
+                    (0.67, 0.1),
+                    (0.5, 0.04),
+                    (0.32, 0.12),
+                    (0.33, 0.3),
+                    (0.5, 0.47),
+                    (0.74, 0.65),
+                    (0.72, 0.88),
+                    (0.5, 0.96),
+                    (0.28, 0.88),
+                    (0.27, 0.66),
+                    (0.5, 0.47),
+                ],
+            )
+        ]
+    ],
+    9: [
+        [
+            (
+                "c",
+                [
+                    (0.72, 0.22),
+                    (0.55, 0.05),
+                    (0.33, 0.1),
+                    (0.26, 0.3),
+                    (0.42, 0.46),
+                    (0.64, 0.4),
+                    (0.72, 0.22),
+                ],
+            ),
+            ("l", [(0.72, 0.22), (0.7, 0.96)]),
+        ],
+        [
+            (
+                "c",
+                [
+                    (0.72, 0.22),
+                    (0.55, 0.05),
+                    (0.33, 0.1),
+                    (0.26, 0.3),
+                    (0.42, 0.46),
+                    (0.64, 0.4),
+                    (0.72, 0.22),
+                    (0.7, 0.6),
+                    (0.6, 0.9),
+                    (0.4, 0.96),
+                ],
+            )
+        ],
+    ],
+}
+
+
+def available_fonts() -> list[tuple[str, Path]]:
+    """(key, path) of every listed font file that is installed."""
+    return [
+        (k, FONT_DIR / f) for k, files in FONTS.items() for f in files if (FONT_DIR / f).is_file()
+    ]
+
+
+def font_mask(digit: int, path: Path, rng: np.random.Generator) -> Image.Image:
+    """Digit glyph as an 'L' ink mask (255 = ink), tightly cropped, about 200 px tall."""
+    font = ImageFont.truetype(str(path), 200)
+    im = Image.new("L", (400, 400), 0)
+    ImageDraw.Draw(im).text((100, 60), str(digit), font=font, fill=255)
+    im = im.crop(im.getbbox())
+    grow = int(rng.choice([0, 0, 0, 1, 2, 3]))  # thicker pen: dilate the glyph...
+    thick = im.filter(ImageFilter.MaxFilter(2 * grow + 1)) if grow else im
+    # ...unless that fills the loops of an already bold glyph (ink > 30% of its box)
+    return thick if np.asarray(thick).mean() < 0.3 * 255 else im
+
+
+def catmull_rom(pts: np.ndarray, n: int = 10) -> np.ndarray:
+    """Smooth curve through all points (uniform Catmull-Rom, end points repeated)."""
+    p = np.vstack([pts[:1], pts, pts[-1:]])
+    t = np.linspace(0, 1, n, endpoint=False)[:, None]
+    out = []
+    for i in range(1, len(p) - 2):
+        p0, p1, p2, p3 = p[i - 1], p[i], p[i + 1], p[i + 2]
+        out.append(
+            0.5
+            * (
+                2 * p1
+                + (p2 - p0) * t
+                + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+                + (3 * p1 - p0 - 3 * p2 + p3) * t**3
+            )
+        )
+    return np.vstack(out + [pts[-1:]])
+
+
+def stroke_mask(digit: int, rng: np.random.Generator) -> Image.Image:
+    """Digit drawn with a round brush from a jittered stroke template, as an 'L' ink mask."""
+    size = 240
+    variants = TEMPLATES[digit]
+    strokes = variants[rng.integers(len(variants))]
+    # Whole-digit jitter: slant (shear), width, then per-control-point wobble.
+    shear, sx = rng.uniform(-0.12, 0.12), rng.uniform(0.8, 1.15)
+    wobble = rng.uniform(0.01, 0.03)
+    width = int(rng.uniform(0.035, 0.13) * size)
+    im = Image.new("L", (size + 120, size + 120), 0)
+    draw = ImageDraw.Draw(im)
+    for kind, pts in strokes:
+        p = np.array(pts, dtype=float) + rng.normal(0, wobble, (len(pts), 2))
+        p[:, 0] = 0.5 + (p[:, 0] - 0.5) * sx - shear * (p[:, 1] - 0.5)
+        if kind == "c":
+            p = catmull_rom(p)
+        xy = [(60 + x * size, 60 + y * size) for x, y in p]
+        draw.line(xy, fill=255, width=width, joint="curve")
+        for x, y in (xy[0], xy[-1]):  # round brush ends
+            r = width / 2
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+    return im.crop(im.getbbox())
+
+
+def place(
+    mask: Image.Image, w: int, h: int, rng: np.random.Generator, aliased: bool = False
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Rotate (+-15 deg), scale to 20-80% of the canvas, put off-centre; mask in 0..1 + bbox."""
+    mask = mask.rotate(rng.uniform(-15, 15), resample=Image.BICUBIC, expand=True)
+    mask = mask.crop(mask.getbbox())
+    lo = max(0.2, 18 / min(w, h))  # never smaller than ~18 px: must stay readable
+    th = int(rng.uniform(lo, max(lo, 0.8)) * min(w, h))
+    tw = max(1, round(mask.width * th / mask.height))
+    if tw > w - 4:
+        tw, th = w - 4, round(mask.height * (w - 4) / mask.width)
+    mask = mask.resize((tw, th), Image.LANCZOS)
+    x0, y0 = int(rng.integers(2, w - tw - 1)), int(rng.integers(2, h - th - 1))
+    out = np.zeros((h, w), np.float32)
+    out[y0 : y0 + th, x0 : x0 + tw] = np.asarray(mask, np.float32) / 255
+    if aliased:  # drawing apps without anti-aliasing (MS Paint pencil)
+        out = (out > 0.5).astype(np.float32)
+    return out, (x0, y0, x0 + tw, y0 + th)
+
+
+def canvas_size(rng: np.random.Generator, long_max: int) -> tuple[int, int]:
+    """Random (w, h): square, portrait or landscape, long side between 64 and long_max."""
+    long = int(rng.uniform(64, long_max))
+    ratio = rng.choice([1.0, 1.0, 0.75, 4 / 3, 0.6, 1.5])
+    return (long, max(48, int(long * ratio))) if ratio <= 1 else (max(48, int(long / ratio)), long)
+
+
+def paper_colour(rng: np.random.Generator) -> np.ndarray:
+    """Off-white, greyish or yellowish paper (RGB)."""
+    base = [(246, 245, 240), (232, 232, 230), (214, 214, 210), (245, 238, 205), (238, 232, 220)]
+    return np.array(base[rng.integers(len(base))], np.float32) + rng.uniform(-6, 6, 3)
+
+
+def lighting(w: int, h: int, rng: np.random.Generator, darkest: float) -> np.ndarray:
+    """Smooth multiplicative light field: a linear shadow across the page plus vignetting."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    a = rng.uniform(0, 2 * np.pi)
+    t = np.cos(a) * xx / w + np.sin(a) * yy / h
+    t = (t - t.min()) / (np.ptp(t) + 1e-6)
+    field = 1 - (1 - rng.uniform(darkest, 1.0)) * t
+    r2 = ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) * 2
+    return field * (1 - rng.uniform(0, 0.15) * r2)
+
+
+def texture(w: int, h: int, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Paper texture: blotchy low-frequency noise plus fine grain, zero-mean, in grey levels."""
+    small = Image.fromarray(
+        rng.normal(128, 40, (h // 16 + 2, w // 16 + 2)).clip(0, 255).astype(np.uint8)
+    )
+    blotch = np.asarray(small.resize((w, h), Image.BICUBIC), np.float32) - 128
+    return amount * (0.5 * blotch / 40 + rng.normal(0, 1, (h, w)))
+
+
+def ruled_lines(img: np.ndarray, rng: np.random.Generator) -> None:
+    """Faint ruled (or squared) notebook lines, blended into the paper in place."""
+    h, w = img.shape[:2]
+    gap = max(8, int(rng.uniform(0.08, 0.16) * h))
+    colour = np.array([(150, 170, 215), (170, 170, 170)][rng.integers(2)], np.float32)
+    alpha = rng.uniform(0.2, 0.4)
+    rows = np.arange(int(rng.integers(gap)), h, gap)
+    img[rows] = img[rows] * (1 - alpha) + colour * alpha
+    if rng.random() < 0.3:  # squared paper: fainter columns too
+        cols = np.arange(int(rng.integers(gap)), w, gap)
+        img[:, cols] = img[:, cols] * (1 - alpha / 2) + colour * alpha / 2
+
+
+def specks(img: np.ndarray, bbox: tuple, rng: np.random.Generator, colour: np.ndarray) -> None:
+    """A few small dots (dust, pencil marks) well away from the digit, drawn in place."""
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = bbox
+    m = 0.1 * min(w, h) + 4
+    for _ in range(int(rng.integers(1, 7))):
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        if x0 - m < x < x1 + m and y0 - m < y < y1 + m:
+            continue
+        r = rng.uniform(0.6, 1.8)
+        yy, xx = np.ogrid[0:h, 0:w]
+        d = np.clip(r + 0.5 - np.hypot(xx - x, yy - y), 0, 1)[..., None] * rng.uniform(0.3, 0.8)
+        img[:] = img * (1 - d) + colour * d
+
+
+def ink(img: np.ndarray, mask: np.ndarray, colour: np.ndarray, opacity: float) -> np.ndarray:
+    """Composite ink of the given colour over the background through the 0..1 mask."""
+    a = (mask * opacity)[..., None]
+    return img * (1 - a) + colour * a
+
+
+def make_photo(mask: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Phone photo of dark ink on paper: lighting, texture, lines, specks, blur (JPEG)."""
+    w, h = canvas_size(rng, 320)
+    m, bbox = place(mask, w, h, rng)
+    img = np.broadcast_to(paper_colour(rng), (h, w, 3)).copy()
+    if rng.random() < 0.35:
+        ruled_lines(img, rng)
+    pens = [(25, 25, 30), (35, 45, 125), (20, 30, 80), (80, 80, 85)]
+    colour = np.array(pens[rng.integers(len(pens))], np.float32)
+    img = ink(img, m, colour, rng.uniform(0.85, 1.0))
+    if rng.random() < 0.5:
+        specks(img, bbox, rng, colour)
+    img = img * lighting(w, h, rng, 0.6)[..., None]
+    img += texture(w, h, rng, rng.uniform(1, 5))[..., None]
+    out = Image.fromarray(img.clip(0, 255).astype(np.uint8))
+    return out.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.9 if min(w, h) > 100 else 0.5)))
+
+
+def make_board(mask: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Photo of chalk on a blackboard/greenboard: light, slightly patchy ink on dark (JPEG)."""
+    w, h = canvas_size(rng, 320)
+    m, bbox = place(mask, w, h, rng)
+    boards = [(40, 58, 48), (35, 38, 40), (25, 45, 35)]
+    img = np.broadcast_to(np.array(boards[rng.integers(3)], np.float32), (h, w, 3)).copy()
+    img += texture(w, h, rng, 4)[..., None] * 1.5  # old chalk smudges
+    patchy = 0.8 + 0.2 * rng.random((h, w))
+    img = ink(img, m * patchy, np.array([235, 235, 228], np.float32), rng.uniform(0.8, 0.95))
+    img = img * lighting(w, h, rng, 0.75)[..., None]
+    out = Image.fromarray(img.clip(0, 255).astype(np.uint8))
+    return out.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.7)))
+
+
+def make_drawing(mask: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Drawing-app export: flat background, crisp ink; 30% light ink on black (PNG)."""
+    w, h = canvas_size(rng, 500)
+    m, _ = place(mask, w, h, rng, aliased=rng.random() < 0.25)
+    if rng.random() < 0.3:
+        bg = [(0, 0, 0), (30, 30, 30), (20, 25, 60)][rng.integers(3)]
+        fg = [(255, 255, 255), (250, 230, 80)][rng.integers(2)]
+    else:
+        bg, fg = (255, 255, 255), [(0, 0, 0), (20, 60, 200), (200, 30, 30)][rng.integers(3)]
+    img = np.broadcast_to(np.array(bg, np.float32), (h, w, 3)).copy()
+    img = ink(img, m, np.array(fg, np.float32), 1.0)
+    return Image.fromarray(img.round().astype(np.uint8))
+
+
+def make_rgba(mask: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Transparent-background PNG with opaque ink; hidden colour is black or white."""
+    w, h = canvas_size(rng, 500)
+    m, _ = place(mask, w, h, rng, aliased=rng.random() < 0.2)
+    fg = [(0, 0, 0), (0, 0, 0), (25, 50, 180), (190, 20, 20)][rng.integers(4)]
+    hidden = (0, 0, 0) if rng.random() < 0.5 else (255, 255, 255)  # RGB under alpha=0
+    rgb = np.where(m[..., None] > 0, np.array(fg), np.array(hidden)).astype(np.uint8)
+    alpha = (m * 255).round().astype(np.uint8)[..., None]
+    return Image.fromarray(np.concatenate([rgb, alpha], axis=2), "RGBA")
+
+
+STYLES = {
+    "photo": (make_photo, 0.5),
+    "drawing": (make_drawing, 0.25),
+    "board": (make_board, 0.1),
+    "rgba": (make_rgba, 0.15),
+}
+
+
+def save(im: Image.Image, style: str, stem: Path, rng: np.random.Generator) -> Path:
+    """Photos -> JPEG q60-90, others -> PNG; a third of the non-RGBA ones in greyscale."""
+    if style != "rgba" and rng.random() < 0.33:
+        im = im.convert("L")
+    if style in ("photo", "board"):
+        path = stem.with_suffix(".jpg")
+        im.save(path, quality=int(rng.integers(60, 91)))
+    else:
+        path = stem.with_suffix(".png")
+        im.save(path, optimize=True)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("tests/data/user_digits"))
+    ap.add_argument("--per-digit", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=2024)
+    args = ap.parse_args()
+    fonts = available_fonts()
+    print(f"{len(fonts)} font files found: {sorted({k for k, _ in fonts})}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    names, probs = list(STYLES), [p for _, p in STYLES.values()]
+    counts: Counter = Counter()
+    for digit in range(10):
+        for i in range(args.per_digit):
+            rng = np.random.default_rng([args.seed, digit, i])
+            if fonts and i % 2 == 0:  # half from fonts, half from own strokes
+                key, path = fonts[rng.integers(len(fonts))]
+                source, mask = f"font-{key}", font_mask(digit, path, rng)
+            else:
+                source, mask = "stroke", stroke_mask(digit, rng)
+            style = names[rng.choice(len(names), p=probs)]
+            im = STYLES[style][0](mask, rng)
+            save(im, style, args.out / f"{digit}_{source}_{style}_{i:04d}", rng)
+            counts[source.split("-")[0]] += 1
+            counts[style] += 1
+    print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+
+
+if __name__ == "__main__":
+    main()
