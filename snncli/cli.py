@@ -118,6 +118,11 @@ def train_command(
         None, "--eval-every", min=1, help="Also evaluate every N iterations."
     ),
     backend: Backend = BackendOption,
+    augment: bool = typer.Option(
+        None,
+        "--augment/--no-augment",
+        help="Random rotation, scale, shift and stroke width (helps on your own images).",
+    ),
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
     from .train import TrainOptions, train
@@ -137,6 +142,7 @@ def train_command(
         test_limit=test_limit,
         eval_every=eval_every,
         backend=backend.value,
+        augment=augment,
     )
     with TrainProgress(out) as progress:
         result = train(options, on_event=progress.handle)
@@ -187,23 +193,36 @@ def evaluate_command(
 
 @app.command("predict")
 def predict_command(
-    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, BMP, ...)."),
+    images: list[str] = typer.Argument(
+        ..., help="Image files, folders or glob patterns; '-' reads one image from stdin."
+    ),
     checkpoint: Path = typer.Option(
         None, "--checkpoint", "-c", help="Default: newest in checkpoints/."
     ),
     device: Device = DeviceOption,
     steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
     show: bool = typer.Option(False, "--show", help="Draw the 28x28 input the network saw."),
+    raster: Path = typer.Option(None, "--raster", help="Save the output spike raster as PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of tables."),
 ) -> None:
     """Classify your own digit images and show the output spikes per class."""
+    import sys
+
     from .checkpoint import default_checkpoint, load_checkpoint
     from .predict import predict_files
     from .runtime import resolve_device
     from .ui import prediction_table, render_digit, summary_table
 
     ckpt = load_checkpoint(checkpoint or default_checkpoint())
-    model, results = predict_files(ckpt, images, resolve_device(device.value), steps)
+    stdin = sys.stdin.buffer.read() if "-" in images else None
+    model, results = predict_files(ckpt, images, resolve_device(device.value), steps, stdin)
+    if raster:
+        from .plots import plot_raster
+
+        try:
+            plot_raster(results, raster, model.output_is_spikes)
+        except OSError as exc:
+            raise SnnError(f"cannot write {raster}: {exc.strerror or exc}") from None
     if as_json:
         print(json.dumps([r.to_dict(model.output_is_spikes) for r in results]))
         return
@@ -213,3 +232,5 @@ def predict_command(
         out.print(prediction_table(r, model.output_is_spikes))
     if len(results) > 1:
         out.print(summary_table(results))
+    if raster:
+        out.print(f"spike raster written to {raster}", highlight=False)

@@ -30,3 +30,33 @@ def plot_training(history: list[dict], path: Path, title: str = "training") -> P
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return path
+
+
+def plot_raster(predictions, path: Path, spikes: bool = True) -> Path:
+    """Output layer over time for each image: spike dots per class, or output heat-map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    n = len(predictions)
+    fig, axes = plt.subplots(n, 1, figsize=(8, 1.6 + 1.4 * n), squeeze=False)
+    for ax, p in zip(axes[:, 0], predictions, strict=True):
+        raster = p.raster  # [T, C]
+        if spikes:
+            t, c = raster.nonzero()
+            ax.scatter(t, c, marker="|", s=40, color="black")
+            ax.set_xlim(-0.5, raster.shape[0] - 0.5)
+        else:
+            ax.imshow(raster.T, aspect="auto", cmap="viridis", origin="lower")
+        ax.set_yticks(range(raster.shape[1]))
+        ax.set_ylim(-0.5, raster.shape[1] - 0.5)
+        ax.axhspan(p.prediction - 0.5, p.prediction + 0.5, color="tab:green", alpha=0.2)
+        ax.set_ylabel("digit")
+        ax.set_title(f"{Path(p.path).name}: {p.prediction}", fontsize=9)
+    axes[-1, 0].set_xlabel("time step")
+    fig.suptitle("output spike raster" if spikes else "output layer over time")
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return Path(path)

@@ -18,7 +18,8 @@ from scipy import ndimage
 from .errors import ImageError
 
 WORK_SIZE = 256  # images are reduced to at most this many pixels a side before analysis
-MAX_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
+MAX_PIXELS = 50_000_000
+MNIST_STROKE = 2.6  # typical MNIST stroke width in the 20x20 box (see stroke_width)  # larger images are refused before decoding (decompression bombs)
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
@@ -128,14 +129,36 @@ def otsu_threshold(values: np.ndarray) -> float:
 
 
 def digit_mask(ink: np.ndarray) -> np.ndarray:
-    """Pixels of the digit: Otsu-thresholded ink, keeping the large components, specks dropped."""
+    """Pixels of the digit: Otsu-thresholded ink; the largest component and the sizeable
+    components near it (a 5's flag, a broken stroke) are kept, far specks and dirt dropped."""
     mask = ink > max(0.2, otsu_threshold(ink))
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if count == 0:
+    if count <= 1:
         return mask
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
-    keep = np.flatnonzero(sizes >= 0.15 * sizes.max()) + 1
-    return np.isin(labels, keep)
+    boxes = ndimage.find_objects(labels)
+    keep = {int(np.argmax(sizes))}
+    grown = True
+    while grown:  # add components that touch the kept ones' box, grown by a third of its size
+        grown = False
+        top = min(boxes[i][0].start for i in keep)
+        bottom = max(boxes[i][0].stop for i in keep)
+        left = min(boxes[i][1].start for i in keep)
+        right = max(boxes[i][1].stop for i in keep)
+        margin = max(bottom - top, right - left) / 3
+        for i in range(count):
+            if i in keep or sizes[i] < 0.05 * sizes.max():
+                continue
+            rows, cols = boxes[i]
+            if (
+                rows.start < bottom + margin
+                and rows.stop > top - margin
+                and cols.start < right + margin
+                and cols.stop > left - margin
+            ):
+                keep.add(i)
+                grown = True
+    return np.isin(labels, [i + 1 for i in keep])
 
 
 def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -144,6 +167,41 @@ def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     digit = np.where(near & (ink > 0.05), ink, 0.0)
     rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
     return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width in pixels: twice the ink area over its outline length."""
+    area = mask.sum()
+    if area == 0:
+        return 0.0
+    outline = (mask & ~ndimage.binary_erosion(mask, border_value=0)).sum()
+    return float(2 * area / max(outline, 1))
+
+
+def match_stroke(digit: np.ndarray, target: float) -> np.ndarray:
+    """Thicken or thin the strokes of a cropped digit toward `target` pixels (in 20x20 terms).
+
+    Pen widths vary from hairline to marker; MNIST's are fairly uniform, so strokes far from
+    its width are changed by grey dilation or erosion at the crop's own resolution.
+    """
+    scale = 20 / max(digit.shape)
+    width = stroke_width(digit > 0.5) * scale
+    if width <= 0:
+        return digit
+    steps = int(round((target - width) / (2 * scale)))  # each pass moves each edge one pixel
+    if steps > 0:
+        size = 2 * steps + 1
+        return ndimage.grey_dilation(np.pad(digit, steps), footprint=_disk(size))
+    if steps < 0 and width > 1.6 * target:
+        thin = ndimage.grey_erosion(digit, footprint=_disk(2 * -steps + 1))
+        return thin if (thin > 0.5).sum() > 0.3 * (digit > 0.5).sum() else digit
+    return digit
+
+
+def _disk(size: int) -> np.ndarray:
+    r = (size - 1) / 2
+    y, x = np.mgrid[:size, :size]
+    return (x - r) ** 2 + (y - r) ** 2 <= r * r + 0.5
 
 
 def fit_box(digit: np.ndarray, box: int = 20) -> np.ndarray:
@@ -176,7 +234,7 @@ def mnist_like(image: Image.Image, label: str = "image") -> np.ndarray:
     mask = digit_mask(ink)
     if not mask.any() or ink.max() <= 0:
         raise ImageError(f"no digit found in {label}: the image is blank")
-    digit = fit_box(crop_to_digit(ink, mask))
+    digit = fit_box(match_stroke(crop_to_digit(ink, mask), MNIST_STROKE))
     return (centre_by_mass(digit) * 255).round().astype(np.uint8)
 
 

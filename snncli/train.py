@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .augment import augment_batch
 from .checkpoint import DEFAULT_DIR, atomic_write, build_checkpoint, save_checkpoint
 from .data import batches, load_split, normalise
 from .errors import SnnError
@@ -36,6 +37,7 @@ class TrainOptions:
     test_limit: int | None = None
     eval_every: int | None = None  # also evaluate every N iterations
     backend: str = "engine"  # or "snntorch", the reference implementation
+    augment: bool | None = None  # random rotation/scale/shift/stroke width; None = recipe's
     plot: bool = True
 
 
@@ -66,6 +68,9 @@ def resolve_recipe(options: TrainOptions) -> dict:
     for name in ("epochs", "batch_size", "lr"):
         if getattr(options, name) is not None:
             recipe[name] = getattr(options, name)
+    recipe.setdefault("augment", False)
+    if options.augment is not None:
+        recipe["augment"] = options.augment
     recipe["seed"] = options.seed
     return recipe
 
@@ -155,7 +160,10 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
         model.train()
         for images, labels in batches(train_set, recipe["batch_size"], True, shuffle):
             start = time.perf_counter()
-            x = normalise(images.to(device), **norm)
+            images = images.to(device)
+            if recipe["augment"]:
+                images = augment_batch(images, shuffle)
+            x = normalise(images, **norm)
             labels = labels.to(device)
             record = model(x)
             loss = model.loss(record, labels)

@@ -51,7 +51,8 @@ class TrainProgress:
             r = event["recipe"]
             self.console.print(
                 f"training on [bold]{event['device']}[/]: {r['epochs']} epoch(s), "
-                f"batch {r['batch_size']}, lr {r['lr']:g}, {r['steps']} time steps",
+                f"batch {r['batch_size']}, lr {r['lr']:g}, {r['steps']} time steps"
+                + (", augmented" if r["augment"] else ""),
                 highlight=False,
             )
             self.task = self.progress.add_task(
@@ -109,31 +110,20 @@ def _bar(fraction: float, width: int = 20) -> str:
 
 
 def prediction_table(result, output_is_spikes: bool) -> Table:
-    label = "spikes" if output_is_spikes else "mean output"
-    share = "share of spikes" if output_is_spikes else "probability"
-    title = (
-        f"{result.path}: [bold green]{result.prediction}[/] "
-        f"({100 * result.confidence:.0f}% {share.split()[0] if output_is_spikes else share})"
-    )
-    margin = result.confidence - result.runner_up_confidence
-    if margin < 0.2:
-        title += f", runner-up {result.runner_up} ({100 * result.runner_up_confidence:.0f}%)"
-    table = Table(title=title)
+    """Spikes (or mean output) per class with bars; the runner-up named when it is close."""
+    label, share = ("spikes", "share") if output_is_spikes else ("mean output", "probability")
+    title = f"{result.path}: [bold green]{result.prediction}[/] ({100 * result.confidence:.0f}%"
+    if result.confidence - result.runner_up_confidence < 0.2:
+        title += f", runner-up {result.runner_up} at {100 * result.runner_up_confidence:.0f}%"
+    table = Table(title=title + ")")
     table.add_column("digit", justify="right")
     table.add_column(label, justify="right")
     table.add_column(share, justify="right")
     table.add_column("")
-    total = sum(result.scores)
-    top = max(result.scores) if result.scores else 0
-    for d, s in enumerate(result.scores):
-        value = f"{int(s)}" if output_is_spikes else f"{s:.3f}"
-        frac = (s / total if total else 0.0) if output_is_spikes else None
-        shown = f"{100 * frac:.1f}%" if frac is not None else ""
-        bar = _bar(s / top if top > 0 else 0.0)
+    for d, (score, fraction) in enumerate(zip(result.scores, result.shares, strict=True)):
+        value = f"{int(score)}" if output_is_spikes else f"{score:.3f}"
         style = "bold green" if d == result.prediction else ""
-        table.add_row(str(d), value, shown, bar, style=style)
-    if not output_is_spikes:  # fill the probability column from the model's softmax
-        pass
+        table.add_row(str(d), value, f"{100 * fraction:.1f}%", _bar(fraction), style=style)
     return table
 
 

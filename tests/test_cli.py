@@ -221,3 +221,37 @@ def test_out_pointing_at_a_folder(in_tmp, tiny_mnist):
     (in_tmp / "dir.pt").mkdir()
     result = run("train", "--model", "mlp", "--data-dir", tiny_mnist, "--out", "dir.pt")
     assert_user_error(result, "is a folder")
+
+
+def test_predict_takes_folders_globs_and_stdin(mlp_checkpoint, tmp_path):
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for d in (1, 4, 7):
+        big_photo(d, 0).save(folder / f"{d}.png")
+    (folder / "notes.txt").write_text("not an image, ignored in folders")
+    result = run("predict", folder, "--checkpoint", mlp_checkpoint, "--json")
+    assert result.exit_code == 0, result.output
+    assert [p["path"] for p in json.loads(result.stdout)] == [
+        str(folder / f"{d}.png") for d in (1, 4, 7)
+    ]
+    result = run("predict", str(folder / "[14].png"), "--checkpoint", mlp_checkpoint, "--json")
+    assert len(json.loads(result.stdout)) == 2
+    assert_user_error(
+        run("predict", str(tmp_path / "*.bmp"), "-c", mlp_checkpoint), "no file matches"
+    )
+    data = (folder / "7.png").read_bytes()
+    result = runner.invoke(app, ["predict", "-", "-c", str(mlp_checkpoint), "--json"], input=data)
+    assert result.exit_code == 0, result.output
+    (prediction,) = json.loads(result.stdout)
+    assert prediction["path"] == "<stdin>" and prediction["prediction"] == 7
+
+
+def test_predict_writes_a_spike_raster(tiny_mnist, tmp_path, mlp_checkpoint):
+    image = tmp_path / "three.png"
+    big_photo(3, 1).save(image)
+    raster = tmp_path / "raster.png"
+    result = run("predict", image, "--checkpoint", mlp_checkpoint, "--raster", raster)
+    assert result.exit_code == 0, result.output
+    assert raster.read_bytes()[:4] == b"\x89PNG"
+    assert "raster written" in result.output
+    assert "probability" in result.output and "mean output" in result.output

@@ -1,0 +1,57 @@
+"""Train-time augmentation for what preprocessing cannot undo in users' digits.
+
+Users' digits are slanted, a little off-centre, bigger or smaller and drawn with thinner or
+thicker pens than MNIST's. Each image of a batch gets its own random rotation, scale, shift
+and stroke width, on whatever device the batch is on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+
+def augment_batch(
+    images: torch.Tensor,
+    generator: torch.Generator | None = None,
+    degrees: float = 12.0,
+    scale: tuple[float, float] = (0.85, 1.1),
+    shift: float = 2.0,
+    stroke_change: float = 0.3,
+) -> torch.Tensor:
+    """uint8 [B, 28, 28] -> uint8 [B, 28, 28], each image randomly transformed.
+
+    `stroke_change` is the chance of thickening (and, separately, of thinning) the strokes by
+    about one pixel.
+    """
+    b = images.shape[0]
+    device = images.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return (torch.rand(b, generator=generator) * (high - low) + low).to(device)
+
+    angle = uniform(-degrees, degrees) * math.pi / 180
+    zoom = uniform(*scale)
+    tx, ty = uniform(-shift, shift) * 2 / 28, uniform(-shift, shift) * 2 / 28
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1
+    )  # output -> input sampling grid: rotation, 1/zoom, shift
+    x = images.unsqueeze(1).float() / 255
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    pick = torch.rand(b, generator=generator).to(device)
+    thicker = (pick < stroke_change).view(b, 1, 1, 1)
+    thinner = (pick > 1 - stroke_change).view(b, 1, 1, 1)
+    cross = torch.tensor([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=x.dtype, device=device)
+    # Grey dilation/erosion with a 3x3 cross: max/min over the neighbourhood.
+    patches = F.unfold(x, 3, padding=1).view(b, 9, 28, 28)
+    mask = cross.flatten().view(1, 9, 1, 1).bool()
+    dilated = patches.masked_fill(~mask, 0).amax(1, keepdim=True)
+    eroded = patches.masked_fill(~mask, 1).amin(1, keepdim=True)
+    # Thinning by a full pixel erases MNIST's thin strokes: blend half-way instead.
+    x = torch.where(thicker, dilated, torch.where(thinner, (x + eroded) / 2, x))
+    return (x.squeeze(1) * 255).round().clamp(0, 255).to(torch.uint8)

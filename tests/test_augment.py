@@ -1,0 +1,33 @@
+import torch
+
+from snncli.augment import augment_batch
+
+from conftest import synthetic_split
+
+
+def test_augmentation_keeps_shape_and_type_and_changes_every_image():
+    images = torch.from_numpy(synthetic_split(16, 0)[0])
+    out = augment_batch(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    changed = (out.int() - images.int()).abs().flatten(1).sum(1) > 0
+    assert changed.all()
+
+
+def test_augmentation_is_reproducible_with_a_generator():
+    images = torch.from_numpy(synthetic_split(8, 1)[0])
+    a = augment_batch(images, torch.Generator().manual_seed(5))
+    b = augment_batch(images, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_no_change_asked_means_no_change():
+    images = torch.from_numpy(synthetic_split(8, 2)[0])
+    same = augment_batch(images, degrees=0, scale=(1, 1), shift=0, stroke_change=0)
+    assert (same.int() - images.int()).abs().max() <= 1  # resampling on the same grid
+
+
+def test_digits_stay_in_view_and_keep_most_ink():
+    images = torch.from_numpy(synthetic_split(64, 3)[0])
+    out = augment_batch(images, torch.Generator().manual_seed(1), stroke_change=0)
+    ratio = out.float().sum((1, 2)) / images.float().sum((1, 2))
+    assert ratio.min() > 0.6 and ratio.max() < 1.5
