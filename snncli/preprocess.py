@@ -18,8 +18,10 @@ from scipy import ndimage
 from .errors import ImageError
 
 WORK_SIZE = 256  # images are reduced to at most this many pixels a side before analysis
-MAX_PIXELS = 50_000_000
-MNIST_STROKE = 2.6  # typical MNIST stroke width in the 20x20 box (see stroke_width)  # larger images are refused before decoding (decompression bombs)
+MAX_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
+# Median MNIST stroke width in its 20x20 box by `stroke_width` (2,000 test digits: 2.64;
+# 10% are under 2.1, 10% over 3.7).
+MNIST_STROKE = 2.6
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -112,7 +114,8 @@ def _bar(fraction: float, width: int = 20) -> str:
 def prediction_table(result, output_is_spikes: bool) -> Table:
     """Spikes (or mean output) per class with bars; the runner-up named when it is close."""
     label, share = ("spikes", "share") if output_is_spikes else ("mean output", "probability")
-    title = f"{result.path}: [bold green]{result.prediction}[/] ({100 * result.confidence:.0f}%"
+    name = Path(result.path).name or result.path
+    title = f"{name} → [bold green]{result.prediction}[/] ({100 * result.confidence:.0f}%"
     if result.confidence - result.runner_up_confidence < 0.2:
         title += f", runner-up {result.runner_up} at {100 * result.runner_up_confidence:.0f}%"
     table = Table(title=title + ")")
@@ -132,18 +135,29 @@ def summary_table(results) -> Table:
     for column in ("image", "prediction", "confidence", "runner-up"):
         table.add_column(column)
     for r in results:
-        table.add_row(r.path, str(r.prediction), f"{100 * r.confidence:.0f}%", str(r.runner_up))
+        runner_up = f"{r.runner_up} ({100 * r.runner_up_confidence:.0f}%)"
+        table.add_row(
+            r.path,
+            str(r.prediction),
+            f"{100 * r.confidence:.0f}%",
+            runner_up if r.runner_up_confidence > 0 else "-",
+        )
     return table
 
 
-def render_digit(image) -> Text:
-    """28x28 uint8 as half-block characters: two pixel rows per text line, grey levels kept."""
+def render_digit(image, threshold: int = 80) -> Text:
+    """28x28 uint8 as half-block characters, two pixel rows per line; readable without colour,
+    and in grey levels where the terminal has colour."""
+    blocks = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
     text = Text()
     rows = image.shape[0]
     for y in range(0, rows, 2):
+        text.append("│")
         for x in range(image.shape[1]):
             top = int(image[y, x])
             bottom = int(image[y + 1, x]) if y + 1 < rows else 0
-            text.append("▀", style=f"rgb({top},{top},{top}) on rgb({bottom},{bottom},{bottom})")
-        text.append("\n")
+            level = max(top, bottom, 60)
+            char = blocks[(top > threshold, bottom > threshold)]
+            text.append(char, style=f"rgb({level},{level},{level})")
+        text.append("│\n")
     return text

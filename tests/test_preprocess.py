@@ -7,12 +7,16 @@ from scipy import ndimage
 
 from snncli.errors import ImageError
 from snncli.preprocess import (
+    MNIST_STROKE,
     centre_by_mass,
+    digit_mask,
     fit_box,
     fix_polarity,
     load_digit,
+    match_stroke,
     otsu_threshold,
     remove_background,
+    stroke_width,
 )
 
 from conftest import glyph
@@ -144,3 +148,29 @@ def test_small_steps():
     assert boxed.shape == (20, 5)
     placed = centre_by_mass(np.ones((20, 5)))
     assert ndimage.center_of_mass(placed) == pytest.approx((14.0, 14.0), abs=0.6)
+
+
+def test_stroke_width_is_measured_and_matched_to_mnist():
+    bar = np.zeros((60, 60))
+    bar[5:55, 28:32] = 1.0  # a 4-pixel-wide stroke, 50 long
+    assert stroke_width(bar > 0.5) == pytest.approx(4, rel=0.15)
+    hairline = np.zeros((100, 100))
+    hairline[5:95, 50] = 1.0  # 1 pixel wide at a scale where the box is 90 pixels: far too thin
+    thicker = match_stroke(hairline, MNIST_STROKE)
+    assert stroke_width(thicker > 0.5) * 20 / max(thicker.shape) == pytest.approx(
+        MNIST_STROKE, abs=0.8
+    )
+    marker = np.zeros((40, 40))
+    marker[2:38, 12:28] = 1.0  # 16 of 36 pixels wide: a marker pen
+    assert stroke_width(match_stroke(marker, MNIST_STROKE) > 0.5) < stroke_width(marker > 0.5)
+
+
+def test_digit_mask_keeps_nearby_parts_and_drops_far_specks():
+    ink = np.zeros((100, 100))
+    ink[30:70, 45:50] = 1.0  # the main stroke
+    ink[25:28, 45:60] = 1.0  # a detached flag just above it (a 5's top bar)
+    ink[2:5, 2:5] = 1.0  # a speck in the corner
+    ink[95:98, 90:93] = 1.0  # another one
+    mask = digit_mask(ink)
+    assert mask[26, 50] and mask[50, 47]
+    assert not mask[3, 3] and not mask[96, 91]

@@ -1,12 +1,20 @@
 """The one slow test: the real MNIST under ../shared/data/mnist (skipped where it is absent)."""
 
 import json
+from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from snncli.checkpoint import load_checkpoint
 from snncli.cli import app
 from snncli.data import load_split
+from snncli.predict import predict_digits
+from snncli.preprocess import mnist_like, open_image
+
+USER_DIGITS = Path(__file__).parent / "data" / "user_digits"
 
 
 def test_mlp_learns_real_mnist_and_predicts_its_digits_as_png(real_mnist, tmp_path):
@@ -43,3 +51,16 @@ def test_mlp_learns_real_mnist_and_predicts_its_digits_as_png(real_mnist, tmp_pa
     predicted = [p["prediction"] for p in json.loads(result.stdout)]
     right = sum(int(p == t) for p, t in zip(predicted, test.labels.tolist(), strict=True))
     assert right >= 18, (predicted, test.labels.tolist())
+
+    # The realistic user-made set: the pipeline must read most of it, a plain resize cannot.
+    paths = sorted(p for p in USER_DIGITS.iterdir() if p.suffix in (".png", ".jpg"))
+    labels = np.array([int(p.name[0]) for p in paths])
+    images = [open_image(p) for p in paths]
+    ckpt = load_checkpoint(out)
+    cpu = torch.device("cpu")
+    _, scores, _, _ = predict_digits(ckpt, [mnist_like(im) for im in images], cpu)
+    piped = (scores.argmax(1).numpy() == labels).mean()
+    plain = [np.asarray(im.convert("L").resize((28, 28))) for im in images]
+    _, scores, _, _ = predict_digits(ckpt, plain, cpu)
+    resized = (scores.argmax(1).numpy() == labels).mean()
+    assert piped >= 0.85 and resized < 0.4, (piped, resized)
