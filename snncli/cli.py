@@ -168,14 +168,19 @@ def evaluate_command(
     steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     backend: Backend = BackendOption,
+    sweep: str = typer.Option(
+        None, "--steps-sweep", help="Also score at these time steps, e.g. 5,10,25,50,100."
+    ),
+    plot: Path = typer.Option(None, "--plot", help="Write confusion matrix (+ sweep) PNG."),
 ) -> None:
     """Score a checkpoint on the MNIST test set."""
     from .checkpoint import default_checkpoint, load_checkpoint, model_from_checkpoint
     from .data import load_split
-    from .evaluate import evaluate_model
+    from .evaluate import evaluate_model, parse_steps_list, steps_sweep
     from .runtime import resolve_device, tune_for_device
     from .ui import evaluation_tables
 
+    sweep_steps = parse_steps_list(sweep) if sweep else []
     path = checkpoint or default_checkpoint()
     ckpt = load_checkpoint(path)
     dev = resolve_device(device.value)
@@ -184,11 +189,22 @@ def evaluate_command(
     model.backend = backend.value
     split = load_split("test", str(data_dir) if data_dir else None, limit)
     result = evaluate_model(model, split, ckpt["normalisation"], dev, batch_size, steps)
+    sweep_rows = steps_sweep(model, split, ckpt["normalisation"], dev, sweep_steps, batch_size)
+    if plot:
+        from .plots import plot_evaluation
+
+        try:
+            plot_evaluation(result, sweep_rows, plot, title=f"{ckpt['model']}: {path}")
+        except OSError as exc:
+            raise SnnError(f"cannot write {plot}: {exc.strerror or exc}") from None
     if as_json:
-        print(json.dumps({"checkpoint": str(path), "model": ckpt["model"], **result.to_dict()}))
+        report = {"checkpoint": str(path), "model": ckpt["model"], **result.to_dict()}
+        print(json.dumps(report | ({"steps_sweep": sweep_rows} if sweep_rows else {})))
         return
-    for table in evaluation_tables(path, ckpt, result):
+    for table in evaluation_tables(path, ckpt, result, sweep_rows):
         out.print(table)
+    if plot:
+        out.print(f"plot written to {plot}", highlight=False)
 
 
 @app.command("predict")

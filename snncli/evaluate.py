@@ -21,6 +21,11 @@ class Evaluation:
     images_per_second: float
     seconds: float
     steps: int
+    # Activity of the spiking layers (engine backend): spikes per neuron per step, by layer,
+    # and the usual energy proxy, synaptic operations (spike x fan-out) per image.
+    firing_rates: dict[str, float] | None = None
+    synops_per_image: float | None = None
+    dense_macs_per_image: int | None = None  # the first layer's MACs on the analogue image
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,6 +52,22 @@ def evaluate_model(
     classes = model.config.num_classes
     confusion = torch.zeros(classes, classes, dtype=torch.long, device=device)
     output_spikes = torch.zeros((), dtype=torch.float64, device=device)
+    layers = model.spiking_layers() if model.backend == "engine" else []
+    spikes = torch.zeros(len(layers), dtype=torch.float64, device=device)
+    sites = [0] * len(layers)  # neurons x steps x images seen by each layer
+
+    def counter(index):
+        def hook(module, inputs, output):
+            spikes[index] += output[0].sum(dtype=torch.float64)
+            sites[index] += output[0].numel()
+
+        return hook
+
+    hooks = [lif.register_forward_hook(counter(i)) for i, lif in enumerate(model.lifs)]
+    if not layers:
+        for hook in hooks:
+            hook.remove()
+        hooks = []
     _sync(device)
     start = time.perf_counter()
     for images, labels in batches(split, batch_size):
@@ -61,6 +82,8 @@ def evaluate_model(
     _sync(device)
     seconds = time.perf_counter() - start
     model.train(was_training)
+    for hook in hooks:
+        hook.remove()
 
     confusion = confusion.cpu()
     total = int(confusion.sum())
@@ -70,7 +93,20 @@ def evaluate_model(
         float(confusion[i, i]) / int(per_true[i]) if int(per_true[i]) else float("nan")
         for i in range(classes)
     ]
+    activity = {}
+    if layers and total:
+        counts = spikes.cpu().tolist()
+        activity = {
+            "firing_rates": {
+                name: counts[i] / sites[i] if sites[i] else 0.0
+                for i, (name, _) in enumerate(layers)
+            },
+            "synops_per_image": sum(c * f for c, (_, f) in zip(counts, layers, strict=True))
+            / total,
+            "dense_macs_per_image": model.dense_macs(),
+        }
     return Evaluation(
+        **activity,
         accuracy=correct / total if total else 0.0,
         correct=correct,
         total=total,
@@ -83,3 +119,24 @@ def evaluate_model(
         seconds=seconds,
         steps=steps,
     )
+
+
+def steps_sweep(model, split, normalisation, device, steps_list, batch_size=1000) -> list[dict]:
+    """Accuracy of the same trained weights simulated for each number of time steps."""
+    rows = []
+    for steps in steps_list:
+        result = evaluate_model(model, split, normalisation, device, batch_size, steps)
+        rows.append({"steps": steps, "accuracy": result.accuracy, "seconds": result.seconds})
+    return rows
+
+
+def parse_steps_list(text: str) -> list[int]:
+    from .errors import SnnError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SnnError(f"--steps-sweep takes comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise SnnError(f"--steps-sweep needs positive numbers, got {text!r}")
+    return values

@@ -60,3 +60,36 @@ def plot_raster(predictions, path: Path, spikes: bool = True) -> Path:
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return Path(path)
+
+
+def plot_evaluation(result, sweep_rows, path: Path, title: str = "evaluation") -> Path:
+    """Confusion matrix heat-map, and accuracy against time steps when a sweep was run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    panels = 2 if sweep_rows else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.8), squeeze=False)
+    ax = axes[0, 0]
+    ax.imshow(result.confusion, cmap="Blues")
+    top = max(max(row) for row in result.confusion) or 1
+    for t, row in enumerate(result.confusion):
+        for p, v in enumerate(row):
+            if v:
+                colour = "white" if v > top / 2 else "black"
+                ax.text(p, t, str(v), ha="center", va="center", fontsize=6, color=colour)
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion ({100 * result.accuracy:.2f}%)")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    if sweep_rows:
+        ax = axes[0, 1]
+        ax.plot([r["steps"] for r in sweep_rows], [100 * r["accuracy"] for r in sweep_rows], "o-")
+        ax.set(xlabel="time steps", ylabel="test accuracy (%)", title="accuracy vs time steps")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return Path(path)

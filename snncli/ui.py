@@ -78,7 +78,7 @@ class TrainProgress:
             )
 
 
-def evaluation_tables(path, ckpt: dict, result) -> list[Table]:
+def evaluation_tables(path, ckpt: dict, result, sweep_rows=()) -> list[Table]:
     summary = Table(title=f"Evaluation of {path}", show_header=False)
     summary.add_row("model", ckpt["model"])
     summary.add_row("time steps", str(result.steps))
@@ -87,11 +87,33 @@ def evaluation_tables(path, ckpt: dict, result) -> list[Table]:
     if result.mean_output_spikes is not None:
         summary.add_row("output spikes per image", f"{result.mean_output_spikes:.1f}")
     summary.add_row("speed", f"{result.images_per_second:,.0f} images/s ({result.seconds:.1f} s)")
+    if result.synops_per_image is not None:
+        summary.add_row("synaptic operations per image", f"{result.synops_per_image:,.0f}")
+        summary.add_row("first-layer MACs per image", f"{result.dense_macs_per_image:,}")
+    tables = [summary]
+    if result.firing_rates:
+        rates = Table(
+            title="Firing rate per layer", caption="spikes per neuron per step", min_width=34
+        )
+        rates.add_column("layer")
+        rates.add_column("rate", justify="right")
+        for name, rate in result.firing_rates.items():
+            rates.add_row(name, f"{rate:.4f}")
+        tables.append(rates)
+    if sweep_rows:
+        sweep = Table(
+            title="Accuracy vs time steps", caption="same weights, re-simulated", min_width=34
+        )
+        sweep.add_column("steps", justify="right")
+        sweep.add_column("accuracy", justify="right")
+        for row in sweep_rows:
+            sweep.add_row(str(row["steps"]), f"{100 * row['accuracy']:.2f}%")
+        tables.append(sweep)
 
-    per_class = Table(title="Accuracy per digit")
+    per_class = Table(title="Accuracy per digit (%)")
     for d in range(len(result.per_class)):
         per_class.add_column(str(d), justify="right")
-    per_class.add_row(*(f"{100 * a:.1f}%" for a in result.per_class))
+    per_class.add_row(*(f"{100 * a:.1f}" for a in result.per_class))
 
     confusion = Table(title="Confusion matrix (rows: true digit, columns: predicted)")
     confusion.add_column("true", justify="right", style="bold")
@@ -103,7 +125,7 @@ def evaluation_tables(path, ckpt: dict, result) -> list[Table]:
             for i, v in enumerate(row)
         ]
         confusion.add_row(str(true), *cells)
-    return [summary, per_class, confusion]
+    return tables + [per_class, confusion]
 
 
 def _bar(fraction: float, width: int = 20) -> str:

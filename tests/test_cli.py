@@ -109,7 +109,7 @@ def test_evaluate_tables_use_the_newest_checkpoint(mlp_checkpoint, tiny_mnist, i
     shutil.copy(mlp_checkpoint, in_tmp / "checkpoints" / "mine.pt")
     result = run("evaluate", "--data-dir", tiny_mnist, "--limit", 50)
     assert result.exit_code == 0, result.output
-    for text in ("checkpoints/mine.pt", "Accuracy per digit", "Confusion matrix", "images/s"):
+    for text in ("checkpoints/mine.pt", "Accuracy per digit (%)", "Confusion matrix", "images/s"):
         assert text in result.output
     assert "50" in result.output
 
@@ -255,3 +255,24 @@ def test_predict_writes_a_spike_raster(tiny_mnist, tmp_path, mlp_checkpoint):
     assert raster.read_bytes()[:4] == b"\x89PNG"
     assert "raster written" in result.output
     assert "probability" in result.output and "mean output" in result.output
+
+
+def test_evaluate_reports_activity_sweep_and_plot(mlp_checkpoint, tiny_mnist, tmp_path):
+    plot = tmp_path / "eval.png"
+    args = ["evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--limit", 100]
+    result = run(*args, "--steps-sweep", "1,3,6", "--plot", plot, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [row["steps"] for row in report["steps_sweep"]] == [1, 3, 6]
+    assert report["steps_sweep"][-1]["accuracy"] == report["accuracy"]  # 6 = as trained
+    rates = report["firing_rates"]
+    assert list(rates) == ["lif1 (fc1)", "lif2 (fc2)"] and all(0 < r < 1 for r in rates.values())
+    # Synaptic operations: spikes x fan-out (512 for lif1, 10 for lif2) per image.
+    expected = 6 * 512 * (rates["lif1 (fc1)"] * 512 + rates["lif2 (fc2)"] * 10)
+    assert report["synops_per_image"] == pytest.approx(expected, rel=1e-6)
+    assert report["dense_macs_per_image"] == 784 * 512
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    tables = run(*args, "--steps-sweep", "2,6")
+    assert "Firing rate per layer" in tables.output and "Accuracy vs time steps" in tables.output
+    assert_user_error(run(*args, "--steps-sweep", "5,x"), "comma-separated whole numbers")
+    assert_user_error(run(*args, "--steps-sweep", "0,5"), "positive")

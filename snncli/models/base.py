@@ -51,6 +51,14 @@ class SpikingNet(nn.Module):
     def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def spiking_layers(self) -> list[tuple[str, int]]:
+        """(name, fan-out) of each LIF layer in `self.lifs`: the synapses one spike drives."""
+        raise NotImplementedError
+
+    def dense_macs(self) -> int:
+        """Multiply-accumulates of the first layer, which sees the analogue image, per image."""
+        raise NotImplementedError
+
     def confidence(self, scores: torch.Tensor) -> torch.Tensor:
         """[B, C] -> [B, C] shares: of output spikes, or softmax of mean output."""
         if self.output_is_spikes:

@@ -73,6 +73,18 @@ class CSNN(SpikingNet):
             record.append(spk)
         return torch.stack(record)
 
+    def spiking_layers(self) -> list[tuple[str, int]]:
+        # A conv2 input spike reaches 3x3 positions in each output channel (borders ignored).
+        return [
+            ("lif1 (conv1)", self.conv2.out_channels * 9),
+            ("lif2 (conv2)", self.fc1.out_features),
+            ("lif3 (fc1)", self.fc2.out_features),
+            ("lif4 (output)", 0),
+        ]
+
+    def dense_macs(self) -> int:
+        return 28 * 28 * self.conv1.out_channels * 9  # computed once: the input is static
+
     def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """snnTorch `ce_rate_loss`: cross-entropy of each step's spikes, averaged over steps."""
         steps = record.shape[0]

@@ -71,6 +71,12 @@ class MLP(SpikingNet):
             record.append(self.fc3(spk))
         return torch.stack(record)
 
+    def spiking_layers(self) -> list[tuple[str, int]]:
+        return [("lif1 (fc1)", self.fc2.out_features), ("lif2 (fc2)", self.fc3.out_features)]
+
+    def dense_macs(self) -> int:
+        return self.fc1.in_features * self.fc1.out_features  # computed once: static input
+
     def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(record.mean(0), target)
 
