@@ -16,10 +16,10 @@ from torch.nn import functional as F
 def augment_batch(
     images: torch.Tensor,
     generator: torch.Generator | None = None,
-    degrees: float = 12.0,
-    scale: tuple[float, float] = (0.85, 1.1),
+    degrees: float = 10.0,
+    scale: tuple[float, float] = (0.9, 1.1),
     shift: float = 2.0,
-    stroke_change: float = 0.3,
+    stroke_change: float = 0.25,
 ) -> torch.Tensor:
     """uint8 [B, 28, 28] -> uint8 [B, 28, 28], each image randomly transformed.
 

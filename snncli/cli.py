@@ -73,30 +73,45 @@ BackendOption = typer.Option(
 
 @app.command("models")
 def models_command() -> None:
-    """List the registered models."""
-    import torch  # noqa: F401
-
+    """List the registered models and their training recipes."""
     from .registry import create_model, get_model_spec, list_models
 
     table = Table(title="Registered models")
-    for column in ("name", "parameters", "time steps", "recipe", "summary"):
+    for column in ("name", "parameters", "time steps", "summary"):
         table.add_column(
             column, justify="right" if column in ("parameters", "time steps") else "left"
         )
+    recipes = Table(title="Training recipes (snn train --recipe NAME)")
+    for column in ("model", "recipe", "epochs", "batch", "lr", "schedule", "steps", "augment"):
+        recipes.add_column(column)
     for name in list_models():
         spec = get_model_spec(name)
         model = create_model(name)
         params = sum(p.numel() for p in model.parameters())
-        r = spec.recipe
-        recipe = f"{r['epochs']} epoch, batch {r['batch_size']}, {r['optimizer']} lr {r['lr']:g}"
-        table.add_row(name, f"{params:,}", str(model.config.steps), recipe, spec.summary)
+        table.add_row(name, f"{params:,}", str(model.config.steps), spec.summary)
+        for recipe_name, r in spec.recipes.items():
+            label = recipe_name + (" (default)" if recipe_name == spec.default_recipe else "")
+            recipes.add_row(
+                name,
+                label,
+                str(r["epochs"]),
+                str(r["batch_size"]),
+                f"{r['optimizer']} {r['lr']:g}",
+                r["schedule"],
+                str(r["steps"]),
+                "yes" if r["augment"] else "no",
+            )
     out.print(table)
+    out.print(recipes)
 
 
 @app.command("train")
 def train_command(
     model: str = typer.Option(
         "csnn", "--model", "-m", help="Registered model name (see 'snn models')."
+    ),
+    recipe: str = typer.Option(
+        None, "--recipe", "-r", help="Named training recipe (default: the model's default)."
     ),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Default: the model's recipe."),
     steps: int = typer.Option(None, "--steps", min=1, help="Time steps per image."),
@@ -130,6 +145,7 @@ def train_command(
 
     options = TrainOptions(
         model=model,
+        recipe=recipe,
         epochs=epochs,
         steps=steps,
         batch_size=batch_size,

@@ -21,16 +21,26 @@ class ModelSpec:
     summary: str
     config_cls: type  # dataclass of architecture + neuron hyperparameters
     build: Callable[[Any], Any]  # config -> torch.nn.Module
-    recipe: dict[str, Any] = field(default_factory=dict)  # default training recipe
+    # Named training recipes (epochs, batch_size, lr, optimizer, schedule, steps, augment...);
+    # `default_recipe` names the one `snn train` uses without --recipe.
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default_recipe: str = "seed"
     normalisation: tuple[float, float] = (0.0, 1.0)  # (mean, std) applied to pixels in [0, 1]
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "steps", "augment")
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"model {spec.name!r} is already registered")
+    if spec.default_recipe not in spec.recipes:
+        raise ValueError(f"model {spec.name!r}: default recipe {spec.default_recipe!r} missing")
+    for name, recipe in spec.recipes.items():
+        missing = [k for k in RECIPE_KEYS if k not in recipe]
+        if missing:
+            raise ValueError(f"model {spec.name!r} recipe {name!r} lacks {', '.join(missing)}")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -38,6 +48,17 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 def list_models() -> list[str]:
     _load_builtin_models()
     return sorted(_REGISTRY)
+
+
+def get_recipe(spec: ModelSpec, name: str | None) -> dict[str, Any]:
+    """A copy of recipe `name` (default: the model's default) with its name recorded."""
+    name = name or spec.default_recipe
+    if name not in spec.recipes:
+        raise SnnError(
+            f"model {spec.name!r} has no recipe {name!r}; choose one of: "
+            f"{', '.join(sorted(spec.recipes))}"
+        )
+    return {"recipe": name, **spec.recipes[name]}
 
 
 def get_model_spec(name: str) -> ModelSpec:

@@ -18,13 +18,14 @@ from .checkpoint import DEFAULT_DIR, atomic_write, build_checkpoint, save_checkp
 from .data import batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
-from .registry import get_model_spec
+from .registry import get_model_spec, get_recipe
 from .runtime import check_backend, resolve_device, tune_for_device
 
 
 @dataclass
 class TrainOptions:
     model: str = "csnn"
+    recipe: str | None = None  # a named recipe of the model; None = its default
     epochs: int | None = None  # None = the model's recipe
     steps: int | None = None
     batch_size: int | None = None
@@ -59,20 +60,27 @@ def _positive(name: str, value) -> None:
 
 
 def resolve_recipe(options: TrainOptions) -> dict:
-    """The model's default recipe with the user's overrides applied."""
+    """The chosen recipe of the model with the user's overrides applied."""
     spec = get_model_spec(options.model)
     for name in ("epochs", "steps", "batch_size", "lr", "train_limit", "test_limit", "eval_every"):
         _positive(name, getattr(options, name))
-    recipe = dict(spec.recipe)
-    recipe["steps"] = options.steps or spec.config_cls().steps
-    for name in ("epochs", "batch_size", "lr"):
+    recipe = get_recipe(spec, options.recipe)
+    for name in ("epochs", "steps", "batch_size", "lr", "augment"):
         if getattr(options, name) is not None:
             recipe[name] = getattr(options, name)
-    recipe.setdefault("augment", False)
-    if options.augment is not None:
-        recipe["augment"] = options.augment
     recipe["seed"] = options.seed
     return recipe
+
+
+def make_schedule(optimiser, recipe: dict, total_iters: int):
+    """Per-iteration learning-rate schedule: constant, or one-cycle (warm-up then cosine)."""
+    if recipe["schedule"] == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=recipe["lr"], total_steps=total_iters, pct_start=0.15
+        )
+    if recipe["schedule"] != "constant":
+        raise SnnError(f"unknown learning-rate schedule {recipe['schedule']!r}")
+    return None
 
 
 def output_paths(model: str, out: str | None) -> tuple[Path, Path, Path, Path]:
@@ -110,12 +118,15 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     model = spec.build(spec.config_cls(steps=recipe["steps"])).to(device)
     tune_for_device(model, device, recipe["batch_size"])
     model.backend = check_backend(options.backend)
+    if recipe["optimizer"] != "adam":
+        raise SnnError(f"unknown optimizer {recipe['optimizer']!r} in the recipe")
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999))
     shuffle = torch.Generator().manual_seed(options.seed)
     norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}
 
     per_epoch = -(-len(train_set) // recipe["batch_size"])
     total_iters = per_epoch * recipe["epochs"]
+    schedule = make_schedule(optimiser, recipe, total_iters)
     emit({"kind": "start", "total": total_iters, "device": str(device), "recipe": recipe})
     history: list[dict] = []
     best_accuracy, last_eval, iteration = -1.0, None, 0
@@ -170,6 +181,8 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if schedule is not None:
+                schedule.step()
             iteration += 1
             with torch.no_grad():
                 correct = (model.readout(record).argmax(1) == labels).sum()

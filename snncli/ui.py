@@ -52,8 +52,9 @@ class TrainProgress:
         if kind == "start":
             r = event["recipe"]
             self.console.print(
-                f"training on [bold]{event['device']}[/]: {r['epochs']} epoch(s), "
-                f"batch {r['batch_size']}, lr {r['lr']:g}, {r['steps']} time steps"
+                f"training on [bold]{event['device']}[/] with recipe {r['recipe']}: "
+                f"{r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']:g} "
+                f"({r['schedule']}), {r['steps']} time steps"
                 + (", augmented" if r["augment"] else ""),
                 highlight=False,
             )

@@ -59,6 +59,34 @@ def test_models_lists_the_registry():
     assert result.exit_code == 0
     assert "csnn" in result.output and "mlp" in result.output
     assert "1,630,090" in result.output and "669,706" in result.output
+    assert "robust" in result.output and "seed" in result.output
+
+
+def test_train_recipe_is_chosen_and_stored(tiny_mnist, tmp_path):
+    out = tmp_path / "r.pt"
+    result = run(
+        "train",
+        "-m",
+        "mlp",
+        "--recipe",
+        "robust",
+        "--epochs",
+        "1",
+        "--data-dir",
+        tiny_mnist,
+        "--out",
+        out,
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "50",
+    )
+    assert result.exit_code == 0, result.output
+    assert "recipe robust" in result.output and "onecycle" in result.output
+    recipe = torch.load(out, weights_only=True)["recipe"]
+    assert recipe["recipe"] == "robust" and recipe["augment"] and recipe["epochs"] == 1
+    result = run("train", "-m", "mlp", "--recipe", "fast", "--data-dir", tiny_mnist)
+    assert_user_error(result, "model 'mlp' has no recipe 'fast'; choose one of: robust, seed")
 
 
 def test_train_writes_best_last_metrics_and_plot(tiny_mnist, in_tmp):

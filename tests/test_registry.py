@@ -8,7 +8,7 @@ from snntorch import surrogate
 from snncli.errors import SnnError
 from snncli.models import SpikingNet
 from snncli.neurons import LeakyHardReset, LeakySubtract
-from snncli.registry import create_model, get_model_spec, list_models
+from snncli.registry import RECIPE_KEYS, create_model, get_model_spec, list_models
 
 
 def test_both_models_are_registered():
@@ -22,7 +22,10 @@ def test_every_model_has_complete_metadata(name):
     assert dataclasses.is_dataclass(spec.config_cls)
     config = spec.config_cls()
     assert config.steps > 0 and config.num_classes == 10
-    assert {"epochs", "batch_size", "lr", "optimizer"} <= set(spec.recipe)
+    assert spec.default_recipe in spec.recipes and "seed" in spec.recipes
+    for recipe in spec.recipes.values():
+        assert set(RECIPE_KEYS) <= set(recipe)
+        assert recipe["epochs"] > 0 and recipe["lr"] > 0 and recipe["steps"] > 0
     mean, std = spec.normalisation
     assert std > 0
 
@@ -140,3 +143,11 @@ def test_engine_matches_the_snntorch_reference_forward_and_backward(name):
         torch.testing.assert_close(ours[0], ref[0], rtol=1e-5, atol=1e-6)
     for g_ours, g_ref in zip(ours[1], ref[1], strict=True):
         torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_seed_recipes_are_the_seed_code_exactly():
+    csnn = get_model_spec("csnn").recipes["seed"]
+    assert (csnn["epochs"], csnn["batch_size"], csnn["lr"], csnn["steps"]) == (1, 128, 1e-2, 100)
+    assert csnn["schedule"] == "constant" and not csnn["augment"]
+    mlp = get_model_spec("mlp").recipes["seed"]
+    assert (mlp["steps"], mlp["schedule"], mlp["augment"]) == (6, "constant", False)

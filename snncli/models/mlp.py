@@ -87,7 +87,26 @@ register_model(
         summary="3-layer spiking MLP, direct encoding, hard-reset LIF, mean-output readout",
         config_cls=MLPConfig,
         build=MLP,
-        recipe={"epochs": 1, "batch_size": 128, "lr": 1e-3, "optimizer": "adam"},
+        recipes={
+            "seed": {
+                "epochs": 1,
+                "batch_size": 128,
+                "lr": 1e-3,
+                "optimizer": "adam",
+                "schedule": "constant",
+                "steps": 6,
+                "augment": False,
+            },
+            "robust": {
+                "epochs": 3,
+                "batch_size": 128,
+                "lr": 2e-3,
+                "optimizer": "adam",
+                "schedule": "onecycle",
+                "steps": 6,
+                "augment": True,
+            },
+        },
         normalisation=(0.1307, 0.3081),
     )
 )
