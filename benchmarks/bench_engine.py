@@ -42,7 +42,8 @@ def measure(model_name: str, steps: int, backend: str, args) -> dict:
     """Train `iters` timed iterations (after `warmup`), then score the test subset."""
     device = resolve_device(args.device)
     spec = get_model_spec(model_name)
-    batch = spec.recipe["batch_size"]
+    recipe = spec.recipes["seed"]
+    batch = recipe["batch_size"]
     n_train = batch * (args.warmup + args.iters)
     train = load_split("train", args.data_dir, n_train)
     test = load_split("test", args.data_dir, args.subset)
@@ -54,7 +55,7 @@ def measure(model_name: str, steps: int, backend: str, args) -> dict:
     model = spec.build(spec.config_cls(steps=steps)).to(device)
     tune_for_device(model, device, batch)
     model.backend = backend
-    optimiser = torch.optim.Adam(model.parameters(), lr=spec.recipe["lr"])
+    optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -108,13 +109,13 @@ def main() -> None:
 
     configs = [("csnn", int(t)) for t in args.csnn_steps.split(",")] + [("mlp", 6)]
     rows = []
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     for name, steps in configs:
         for backend in ("snntorch", "engine"):
             argv = [a for a in sys.argv[1:]] + ["--one", f"{name},{steps},{backend}"]
-            done = subprocess.run(
-                [sys.executable, __file__, *argv], capture_output=True, text=True, check=True
-            )
+            done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{name} T={steps} {backend} failed:\n{done.stderr}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             console.print(f"measured {name} T={steps} {backend}", style="dim")
 

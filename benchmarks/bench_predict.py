@@ -115,7 +115,7 @@ def main() -> None:
             f"[bold]{100 * (canvas_piped == canvas_labels).mean():.1f}%",
             f"{100 * (canvas_plain == canvas_labels).mean():.1f}%",
         )
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     console.print(table)
     missed = [
         f"{p.name}->{int(y)}" for p, y, ok in zip(paths, piped_pred, piped, strict=True) if not ok

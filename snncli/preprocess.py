@@ -113,9 +113,12 @@ def remove_background(grey: np.ndarray) -> np.ndarray:
     flat = np.clip(grey - background, 0, None)
     flat -= np.median(border_values(flat))
     flat = np.clip(flat, 0, None)
-    top = np.percentile(flat, 99.5)
-    if top <= 0.05:  # no contrast at all: a blank image
+    peak = flat.max()
+    if peak <= 0.08:  # no contrast at all: a blank image
         return np.zeros_like(flat)
+    # Scale so the body of the strokes reaches 1: a high percentile of the inky pixels only,
+    # since a small digit on a large canvas is well under 1% of all pixels.
+    top = np.percentile(flat[flat > 0.25 * peak], 90)
     return np.clip(flat / top, 0, 1)
 
 

@@ -174,3 +174,16 @@ def test_digit_mask_keeps_nearby_parts_and_drops_far_specks():
     mask = digit_mask(ink)
     assert mask[26, 50] and mask[50, 47]
     assert not mask[3, 3] and not mask[96, 91]
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_small_digit_on_a_large_canvas(tmp_path, invert):
+    """A 40-pixel digit is under 1% of a 200x200 canvas: it must still be found and scaled."""
+    digit = Image.fromarray(glyph(2, np.random.default_rng(4))).resize((40, 40))
+    canvas = Image.new("L", (200, 200), 0)
+    canvas.paste(digit, (140, 10))
+    if invert:
+        canvas = Image.fromarray(255 - np.asarray(canvas))
+    out = load_digit(save(canvas, tmp_path / "small.png"))
+    assert_mnist_layout(out)
+    assert out.max() == 255
