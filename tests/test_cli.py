@@ -304,3 +304,23 @@ def test_evaluate_reports_activity_sweep_and_plot(mlp_checkpoint, tiny_mnist, tm
     assert "Firing rate per layer" in tables.output and "Accuracy vs time steps" in tables.output
     assert_user_error(run(*args, "--steps-sweep", "5,x"), "comma-separated whole numbers")
     assert_user_error(run(*args, "--steps-sweep", "0,5"), "positive")
+
+
+def test_prediction_table_names_a_close_runner_up():
+    from snncli.predict import Prediction
+    from snncli.ui import prediction_table
+
+    close = Prediction(
+        path="x.png",
+        prediction=4,
+        confidence=0.5,
+        scores=[0, 0, 0, 0, 10, 0, 0, 0, 0, 8],
+        shares=[0, 0, 0, 0, 0.5, 0, 0, 0, 0, 0.4],
+        runner_up=9,
+        runner_up_confidence=0.4,
+        image=np.zeros((28, 28), np.uint8),
+        raster=np.zeros((20, 10)),
+    )
+    assert "runner-up 9 at 40%" in str(prediction_table(close, True).title)
+    clear = Prediction(**{**close.__dict__, "confidence": 0.9, "runner_up_confidence": 0.05})
+    assert "runner-up" not in str(prediction_table(clear, True).title)

@@ -187,3 +187,16 @@ def test_small_digit_on_a_large_canvas(tmp_path, invert):
     out = load_digit(save(canvas, tmp_path / "small.png"))
     assert_mnist_layout(out)
     assert out.max() == 255
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    upright = paper_digit(size=200, digit=7, scale=5, offset=(0, 0)).convert("RGB")
+    stored = upright.rotate(90, expand=True)  # what a phone stores for a turned camera
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    stored.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    upright.save(tmp_path / "upright.jpg", quality=95)
+    turned = load_digit(tmp_path / "phone.jpg").astype(float)
+    reference = load_digit(tmp_path / "upright.jpg").astype(float)
+    assert np.abs(turned - reference).mean() < 8
+    assert np.abs(np.rot90(turned) - reference).mean() > 20
