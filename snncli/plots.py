@@ -7,13 +7,27 @@ from pathlib import Path
 from .checkpoint import atomic_write
 
 
-def plot_training(history: list[dict], path: Path, title: str = "training") -> Path:
-    """Loss per iteration and test accuracy at each evaluation, one figure, two panels."""
+def _pyplot():
+    """matplotlib's pyplot on the headless Agg backend (imported late: it is slow to load)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib import pyplot
 
+    return pyplot
+
+
+def _save(fig, path) -> Path:
+    """Write the figure as PNG atomically and free it."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    _pyplot().close(fig)
+    return path
+
+
+def plot_training(history: list[dict], path: Path, title: str = "training") -> Path:
+    """Loss per iteration and test accuracy at each evaluation, one figure, two panels."""
+    plt = _pyplot()
     steps = [r for r in history if "loss" in r]
     evals = [r for r in history if "test_accuracy" in r]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -27,18 +41,12 @@ def plot_training(history: list[dict], path: Path, title: str = "training") -> P
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_raster(predictions, path: Path, spikes: bool = True) -> Path:
     """Output layer over time for each image: spike dots per class, or output heat-map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = _pyplot()
     n = len(predictions)
     fig, axes = plt.subplots(n, 1, figsize=(8, 1.6 + 1.4 * n), squeeze=False)
     for ax, p in zip(axes[:, 0], predictions, strict=True):
@@ -57,18 +65,12 @@ def plot_raster(predictions, path: Path, spikes: bool = True) -> Path:
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle("output spike raster" if spikes else "output layer over time")
     fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_evaluation(result, sweep_rows, path: Path, title: str = "evaluation") -> Path:
     """Confusion matrix heat-map, and accuracy against time steps when a sweep was run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = _pyplot()
     panels = 2 if sweep_rows else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.8), squeeze=False)
     ax = axes[0, 0]
@@ -90,6 +92,4 @@ def plot_evaluation(result, sweep_rows, path: Path, title: str = "evaluation") -
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)

@@ -102,7 +102,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     spec = get_model_spec(options.model)
     device = resolve_device(options.device)
     best_path, last_path, plot_path, metrics_path = output_paths(options.model, options.out)
-    if best_path.exists() and best_path.is_dir():
+    if best_path.is_dir():
         raise SnnError(f"--out {best_path} is a folder; give a file path such as model.pt")
 
     train_set = load_split("train", options.data_dir, options.train_limit)
