@@ -88,7 +88,8 @@ def models_command() -> None:
         spec = get_model_spec(name)
         model = create_model(name)
         params = sum(p.numel() for p in model.parameters())
-        table.add_row(name, f"{params:,}", str(model.config.steps), spec.summary)
+        steps = spec.recipes[spec.default_recipe]["steps"]
+        table.add_row(name, f"{params:,}", str(steps), spec.summary)
         for recipe_name, r in spec.recipes.items():
             label = recipe_name + (" (default)" if recipe_name == spec.default_recipe else "")
             recipes.add_row(

@@ -199,6 +199,8 @@ def test_predict_tables_show_spike_counts_of_the_csnn(tiny_mnist, tmp_path):
     counts = prediction["spike_counts"]
     assert len(counts) == 10 and all(isinstance(c, int) and 0 <= c <= 3 for c in counts)
     assert prediction["scores"] == counts
+    recipe = torch.load(out, weights_only=True)["recipe"]
+    assert recipe["recipe"] == "robust" and recipe["steps"] == 3  # the default, overridden
 
 
 def test_unknown_model(in_tmp, tiny_mnist):
