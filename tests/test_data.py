@@ -86,3 +86,24 @@ def test_normalise_scales_and_standardises():
     assert normalise(images, 0.0, 1.0).tolist() == [[[[0.0, 1.0]]]]
     x = normalise(images, 0.5, 0.5)
     assert x.shape == (1, 1, 1, 2) and x.flatten().tolist() == [-1.0, 1.0]
+
+
+def test_offline_download_failure_says_what_to_pass(in_tmp, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError) as info:
+        load_split("train")  # no --data-dir, no SNN_DATA_DIR: try the download
+    message = str(info.value)
+    assert "--data-dir" in message and "SNN_DATA_DIR" in message
+    assert "download into" in message and str(in_tmp / "cache") in message
+    assert "\n" not in message
+
+
+def test_cached_download_is_used_without_network(in_tmp, monkeypatch):
+    make_mnist_dir(in_tmp / "cache" / "mnist" / "MNIST" / "raw", n_train=20, n_test=10)
+    monkeypatch.setattr("torchvision.datasets.MNIST", None)  # would fail if called
+    assert len(load_split("test")) == 10
