@@ -51,9 +51,17 @@ def build_checkpoint(model_name: str, model, *, recipe: dict, metrics: dict, epo
     }
 
 
+def prepare_folder(path: Path) -> None:
+    """Create the folder `path` will be written in, or say in one line why it cannot be."""
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists() and not parent.is_dir():
+            raise SnnError(f"cannot write {path}: {parent} is not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path) on a temp file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_folder(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -31,6 +31,14 @@ class SnnGroup(TyperGroup):
         except SnnError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
             raise typer.Exit(1) from None
+        except OSError as exc:  # the file system said no: disk full, not a folder, permissions
+            where = f" ({exc.filename})" if exc.filename else ""
+            err.print(
+                f"[bold red]error:[/] {escape(str(exc.strerror or exc))}{escape(where)}",
+                soft_wrap=True,
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]", highlight=False)
             raise typer.Exit(130) from None

@@ -14,7 +14,13 @@ from pathlib import Path
 import torch
 
 from .augment import augment_batch
-from .checkpoint import DEFAULT_DIR, atomic_write, build_checkpoint, save_checkpoint
+from .checkpoint import (
+    DEFAULT_DIR,
+    atomic_write,
+    build_checkpoint,
+    prepare_folder,
+    save_checkpoint,
+)
 from .data import batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
@@ -107,6 +113,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
 
     train_set = load_split("train", options.data_dir, options.train_limit)
     test_set = load_split("test", options.data_dir, options.test_limit)
+    prepare_folder(best_path)  # fail before training, not after it
     if device.type != "cpu":  # MNIST fits in GPU memory: no host copies per iteration
         train_set.images, train_set.labels = (
             train_set.images.to(device),

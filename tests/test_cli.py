@@ -326,3 +326,22 @@ def test_prediction_table_names_a_close_runner_up():
     assert "runner-up 9 at 40%" in str(prediction_table(close, True).title)
     clear = Prediction(**{**close.__dict__, "confidence": 0.9, "runner_up_confidence": 0.05})
     assert "runner-up" not in str(prediction_table(clear, True).title)
+
+
+def test_unwritable_output_is_one_line(in_tmp, tiny_mnist):
+    (in_tmp / "a_file").write_text("not a folder")
+    result = run(
+        "train",
+        "-m",
+        "mlp",
+        "--data-dir",
+        tiny_mnist,
+        "--out",
+        "a_file/model.pt",
+        "--train-limit",
+        "64",
+        "--test-limit",
+        "20",
+    )
+    assert_user_error(result, "cannot write a_file/model.pt: a_file is not a folder")
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["a_file"]
