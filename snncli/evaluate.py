@@ -15,7 +15,7 @@ class Evaluation:
     accuracy: float  # fraction 0-1
     correct: int
     total: int
-    per_class: list[float]  # accuracy of each true digit 0-9
+    per_class: list[float | None]  # accuracy of each true digit 0-9 (None: none in the set)
     confusion: list[list[int]]  # confusion[true][predicted]
     mean_output_spikes: float | None  # output-layer spikes per image (None: output not spiking)
     images_per_second: float
@@ -90,7 +90,7 @@ def evaluate_model(
     correct = int(confusion.diag().sum())
     per_true = confusion.sum(1)
     per_class = [
-        float(confusion[i, i]) / int(per_true[i]) if int(per_true[i]) else float("nan")
+        float(confusion[i, i]) / int(per_true[i]) if int(per_true[i]) else None
         for i in range(classes)
     ]
     activity = {}

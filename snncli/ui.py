@@ -114,7 +114,7 @@ def evaluation_tables(path, ckpt: dict, result, sweep_rows=()) -> list[Table]:
     per_class = Table(title="Accuracy per digit (%)")
     for d in range(len(result.per_class)):
         per_class.add_column(str(d), justify="right")
-    per_class.add_row(*(f"{100 * a:.1f}" for a in result.per_class))
+    per_class.add_row(*("-" if a is None else f"{100 * a:.1f}" for a in result.per_class))
 
     confusion = Table(title="Confusion matrix (rows: true digit, columns: predicted)")
     confusion.add_column("true", justify="right", style="bold")

@@ -345,3 +345,10 @@ def test_unwritable_output_is_one_line(in_tmp, tiny_mnist):
     )
     assert_user_error(result, "cannot write a_file/model.pt: a_file is not a folder")
     assert sorted(p.name for p in in_tmp.iterdir()) == ["a_file"]
+
+
+def test_evaluate_json_is_strict_json_when_a_digit_is_missing(mlp_checkpoint, tiny_mnist):
+    result = run("evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--limit", 3, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert report["per_class"].count(None) >= 7  # 3 images cover at most 3 digits
