@@ -59,28 +59,34 @@ def prepare_folder(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) on a temp file beside `path`, then rename it into place."""
+def atomic_write(path: Path, write, what: str = "") -> None:
+    """Call write(tmp_path) on a temp file beside `path`, then rename it into place.
+
+    A file-system refusal (disk full, permissions) becomes one SnnError naming `path`
+    ("cannot write {what} {path}: ..."), and the temp file is removed either way.
+    """
+    path = Path(path)
     prepare_folder(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; use the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            write(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; use the usual permissions
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        label = f"{what} {path}" if what else str(path)
+        raise SnnError(f"cannot write {label}: {exc.strerror or exc}") from None
 
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
     path = Path(path)
-    try:
-        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
-    except OSError as exc:
-        raise SnnError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), what="checkpoint")
     return path
 
 

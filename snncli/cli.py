@@ -218,10 +218,7 @@ def evaluate_command(
     if plot:
         from .plots import plot_evaluation
 
-        try:
-            plot_evaluation(result, sweep_rows, plot, title=f"{ckpt['model']}: {path}")
-        except OSError as exc:
-            raise SnnError(f"cannot write {plot}: {exc.strerror or exc}") from None
+        plot_evaluation(result, sweep_rows, plot, title=f"{ckpt['model']}: {path}")
     if as_json:
         report = {"checkpoint": str(path), "model": ckpt["model"], **result.to_dict()}
         print(json.dumps(report | ({"steps_sweep": sweep_rows} if sweep_rows else {})))
@@ -260,10 +257,7 @@ def predict_command(
     if raster:
         from .plots import plot_raster
 
-        try:
-            plot_raster(results, raster, model.output_is_spikes)
-        except OSError as exc:
-            raise SnnError(f"cannot write {raster}: {exc.strerror or exc}") from None
+        plot_raster(results, raster, model.output_is_spikes)
     if as_json:
         print(json.dumps([r.to_dict(model.output_is_spikes) for r in results]))
         return

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .data import Split, batches, normalise
+from .errors import SnnError
 
 
 @dataclass
@@ -63,11 +64,8 @@ def evaluate_model(
 
         return hook
 
-    hooks = [lif.register_forward_hook(counter(i)) for i, lif in enumerate(model.lifs)]
-    if not layers:
-        for hook in hooks:
-            hook.remove()
-        hooks = []
+    lifs = model.lifs if layers else []  # the snnTorch backend does not run self.lifs
+    hooks = [lif.register_forward_hook(counter(i)) for i, lif in enumerate(lifs)]
     _sync(device)
     start = time.perf_counter()
     for images, labels in batches(split, batch_size):
@@ -131,8 +129,6 @@ def steps_sweep(model, split, normalisation, device, steps_list, batch_size=1000
 
 
 def parse_steps_list(text: str) -> list[int]:
-    from .errors import SnnError
-
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:

@@ -20,8 +20,10 @@ def _pyplot():
 def _save(fig, path) -> Path:
     """Write the figure as PNG atomically and free it."""
     path = Path(path)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    _pyplot().close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        _pyplot().close(fig)
     return path
 
 

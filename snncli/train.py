@@ -21,7 +21,7 @@ from .checkpoint import (
     prepare_folder,
     save_checkpoint,
 )
-from .data import batches, load_split, normalise
+from .data import Split, batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
 from .registry import get_model_spec, get_recipe
@@ -75,6 +75,10 @@ def resolve_recipe(options: TrainOptions) -> dict:
         if getattr(options, name) is not None:
             recipe[name] = getattr(options, name)
     recipe["seed"] = options.seed
+    if recipe["optimizer"] != "adam":
+        raise SnnError(f"unknown optimizer {recipe['optimizer']!r} in the recipe")
+    if recipe["schedule"] not in ("constant", "onecycle"):
+        raise SnnError(f"unknown learning-rate schedule {recipe['schedule']!r} in the recipe")
     return recipe
 
 
@@ -84,9 +88,7 @@ def make_schedule(optimiser, recipe: dict, total_iters: int):
         return torch.optim.lr_scheduler.OneCycleLR(
             optimiser, max_lr=recipe["lr"], total_steps=total_iters, pct_start=0.15
         )
-    if recipe["schedule"] != "constant":
-        raise SnnError(f"unknown learning-rate schedule {recipe['schedule']!r}")
-    return None
+    return None  # constant
 
 
 def output_paths(model: str, out: str | None) -> tuple[Path, Path, Path, Path]:
@@ -115,18 +117,13 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     test_set = load_split("test", options.data_dir, options.test_limit)
     prepare_folder(best_path)  # fail before training, not after it
     if device.type != "cpu":  # MNIST fits in GPU memory: no host copies per iteration
-        train_set.images, train_set.labels = (
-            train_set.images.to(device),
-            train_set.labels.to(device),
-        )
-        test_set.images, test_set.labels = test_set.images.to(device), test_set.labels.to(device)
+        train_set = Split(train_set.images.to(device), train_set.labels.to(device))
+        test_set = Split(test_set.images.to(device), test_set.labels.to(device))
 
     torch.manual_seed(options.seed)
     model = spec.build(spec.config_cls(steps=recipe["steps"])).to(device)
     tune_for_device(model, device, recipe["batch_size"])
     model.backend = check_backend(options.backend)
-    if recipe["optimizer"] != "adam":
-        raise SnnError(f"unknown optimizer {recipe['optimizer']!r} in the recipe")
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999))
     shuffle = torch.Generator().manual_seed(options.seed)
     norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}
