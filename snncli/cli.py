@@ -79,6 +79,20 @@ BackendOption = typer.Option(
 )
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+PrecisionOption = typer.Option(
+    Precision.fp32,
+    "--precision",
+    help="fp32, bf16 (conv/linear layers in bf16, membranes in fp32) or auto (bf16 where the "
+    "device has native bf16).",
+)
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered models and their training recipes."""
@@ -142,6 +156,7 @@ def train_command(
         None, "--eval-every", min=1, help="Also evaluate every N iterations."
     ),
     backend: Backend = BackendOption,
+    precision: Precision = PrecisionOption,
     augment: bool = typer.Option(
         None,
         "--augment/--no-augment",
@@ -167,6 +182,7 @@ def train_command(
         test_limit=test_limit,
         eval_every=eval_every,
         backend=backend.value,
+        precision=precision.value,
         augment=augment,
     )
     with TrainProgress(out) as progress:
@@ -193,6 +209,7 @@ def evaluate_command(
     steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     backend: Backend = BackendOption,
+    precision: Precision = PrecisionOption,
     sweep: str = typer.Option(
         None, "--steps-sweep", help="Also score at these time steps, e.g. 5,10,25,50,100."
     ),
@@ -202,7 +219,7 @@ def evaluate_command(
     from .checkpoint import default_checkpoint, load_checkpoint, model_from_checkpoint
     from .data import load_split
     from .evaluate import evaluate_model, parse_steps_list, steps_sweep
-    from .runtime import resolve_device, tune_for_device
+    from .runtime import resolve_device, resolve_precision, tune_for_device
     from .ui import evaluation_tables
 
     sweep_steps = parse_steps_list(sweep) if sweep else []
@@ -212,6 +229,7 @@ def evaluate_command(
     model = model_from_checkpoint(ckpt, dev)
     tune_for_device(model, dev, batch_size)
     model.backend = backend.value
+    model.precision = resolve_precision(precision.value, dev)
     split = load_split("test", str(data_dir) if data_dir else None, limit)
     result = evaluate_model(model, split, ckpt["normalisation"], dev, batch_size, steps)
     sweep_rows = steps_sweep(model, split, ckpt["normalisation"], dev, sweep_steps, batch_size)

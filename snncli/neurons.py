@@ -3,9 +3,17 @@
 Inputs are [T, B, ...] tensors; the membrane state is passed in and out so a model can run its
 time steps in chunks (all layers for steps 0..k, then k..2k, ...) and still get exactly the
 step-by-step result.
+
+Each layer is one autograd node for all its steps (not T small ones): the forward pass runs the
+recurrence without building a graph and keeps only the membrane record; the backward pass
+computes every step's surrogate derivative at once and then runs the (linear) recurrence of
+the membrane gradient backwards in time. On CUDA both loops run inside one Triton kernel each
+(`snncli.triton_lif`); elsewhere they are a short PyTorch loop.
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 from torch import nn
@@ -42,10 +50,123 @@ class TriangleSpike(torch.autograd.Function):
         return grad * (g - x.abs()).clamp_min(0) / (g * g), None
 
 
+# --- the recurrences in plain PyTorch (CPU, MPS, and CUDA without Triton) -------------------
+# Shapes: current/mems/grads [T, N]; state and grad_last [N]. `snncli.triton_lif` has the same
+# four functions as CUDA kernels.
+
+
+def subtract_forward(current, mem, beta: float, threshold: float):
+    """U[t] = beta*U[t-1] + I[t] - thr*(U[t-1] > thr) -> (membrane record U, U[T-1])."""
+    mems = torch.empty_like(current)
+    for t in range(current.shape[0]):
+        reset = (mem > threshold).to(mem.dtype)
+        mem = torch.add(current[t], mem, alpha=beta).sub_(reset, alpha=threshold)
+        mems[t] = mem
+    return mems, mem
+
+
+def subtract_backward(grad_spikes, grad_last, mems, beta, threshold, slope):
+    """-> (dL/dI [T, N], dL/dU[-1]). S = H(U - thr) with the fast-sigmoid surrogate; the reset
+    is detached (as in snnTorch), so dU[t+1]/dU[t] = beta."""
+    grad = grad_spikes / (mems - threshold).abs_().mul_(slope).add_(1.0).square_()
+    grad[-1].add_(grad_last)
+    for t in range(grad.shape[0] - 2, -1, -1):
+        grad[t].add_(grad[t + 1], alpha=beta)
+    return grad, grad[0] * beta
+
+
+def hard_reset_forward(current, v_reset, tau: float, threshold: float):
+    """V[t] = tau*Vr[t-1] + I[t]; Vr[t] = V[t]*(V[t] <= thr) -> (V record, Vr[T-1])."""
+    mems = torch.empty_like(current)
+    for t in range(current.shape[0]):
+        v = torch.add(current[t], v_reset, alpha=tau)
+        mems[t] = v
+        v_reset = v * (v <= threshold).to(v.dtype)
+    return mems, v_reset
+
+
+def hard_reset_backward(grad_spikes, grad_last, mems, tau, threshold, gamma):
+    """-> (dL/dI, dL/dVr[-1]) with the triangle surrogate; the reset mask is detached, so
+    dV[t+1]/dV[t] = tau * (no spike at t)."""
+    x = mems - threshold
+    grad = grad_spikes * (gamma - x.abs()).clamp_min_(0).div_(gamma * gamma)
+    keep = (x <= 0).to(mems.dtype)
+    grad[-1].addcmul_(keep[-1], grad_last)
+    decay = keep.mul_(tau)
+    for t in range(grad.shape[0] - 2, -1, -1):
+        grad[t].addcmul_(decay[t], grad[t + 1])
+    return grad, grad[0] * tau
+
+
+def _kernels(tensor: torch.Tensor):
+    """The module holding the four recurrences for this tensor's device."""
+    if tensor.is_cuda:
+        from . import triton_lif
+
+        if triton_lif.available():
+            return triton_lif
+    return sys.modules[__name__]
+
+
+def _call(name: str, tensor: torch.Tensor, *args):
+    """Run recurrence `name` with the device's kernels; if Triton fails to compile or launch
+    (an unsupported GPU or toolchain), warn once and use the PyTorch loop from then on."""
+    kernels = _kernels(tensor)
+    if kernels is sys.modules[__name__]:
+        return getattr(kernels, name)(*args)
+    try:
+        return getattr(kernels, name)(*args)
+    except Exception as error:  # noqa: BLE001 - any Triton failure has the same remedy
+        from . import triton_lif
+
+        triton_lif.disable(f"{type(error).__name__}: {error}")
+        return globals()[name](*args)
+
+
+class LIFSequence(torch.autograd.Function):
+    """All steps of one LIF layer as one autograd node: (current [T, N], state [N]) ->
+    (spikes [T, N], last state [N], membrane record [T, N], not differentiable)."""
+
+    @staticmethod
+    def forward(ctx, current, state, reset: str, decay: float, threshold: float, width: float):
+        forward = "subtract_forward" if reset == "subtract" else "hard_reset_forward"
+        mems, last = _call(forward, current, current, state, decay, threshold)
+        ctx.save_for_backward(mems)
+        ctx.params = (reset, decay, threshold, width)
+        ctx.mark_non_differentiable(mems)
+        return (mems > threshold).to(current.dtype), last, mems
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_last, _grad_mems):
+        (mems,) = ctx.saved_tensors
+        reset, decay, threshold, width = ctx.params
+        backward = "subtract_backward" if reset == "subtract" else "hard_reset_backward"
+        grad_current, grad_state = _call(
+            backward, mems, grad_spikes.contiguous(), grad_last.contiguous(), mems, decay,
+            threshold, width,
+        )
+        return grad_current, grad_state, None, None, None, None
+
+
+def _run(current, state, reset, decay, threshold, width, record_membrane):
+    """[T, B, ...] -> (spikes [T, B, ...], state [B, ...], membrane [T, B, ...] or None)."""
+    current = current.float().contiguous()  # the membrane is kept in fp32, also under autocast
+    flat = current.view(current.shape[0], -1)
+    state = flat.new_zeros(flat.shape[1]) if state is None else state.reshape(-1)
+    spikes, last, mems = LIFSequence.apply(flat, state, reset, decay, threshold, width)
+    shape = current.shape
+    return (
+        spikes.view(shape),
+        last.view(shape[1:]),
+        mems.view(shape) if record_membrane else None,
+    )
+
+
 class LeakySubtract(nn.Module):
     """snnTorch `Leaky` semantics: U[t] = beta*U[t-1] + I[t] - S[t-1]*thr, S[t] = U[t] > thr.
 
-    The reset term uses the previous step's spike, detached from the graph (as snnTorch does).
+    The reset term uses the previous step's spike, detached from the graph (as snnTorch does);
+    the surrogate gradient is the fast sigmoid 1/(1+slope|U-thr|)^2.
     """
 
     def __init__(self, beta: float = 0.5, threshold: float = 1.0, slope: float = 25.0):
@@ -54,21 +175,15 @@ class LeakySubtract(nn.Module):
 
     def forward(self, current, state=None, record_membrane: bool = False):
         """current [T, B, ...] -> (spikes [T, B, ...], state, membrane [T, B, ...] or None)."""
-        mem = torch.zeros_like(current[0]) if state is None else state
-        spikes, mems = [], []
-        for x in current:
-            reset = (mem > self.threshold).to(mem.dtype)
-            mem = self.beta * mem + x - reset * self.threshold
-            spikes.append(FastSigmoidSpike.apply(mem - self.threshold, self.slope))
-            if record_membrane:
-                mems.append(mem)
-        return torch.stack(spikes), mem, torch.stack(mems) if record_membrane else None
+        return _run(current, state, "subtract", self.beta, self.threshold, self.slope,
+                    record_membrane)
 
 
 class LeakyHardReset(nn.Module):
     """The seed MLP's LIF: V[t] = tau*V[t-1] + I[t]; spike when V > thr, then V = 0.
 
-    `mem` returned is the membrane before reset (what the spike was decided on).
+    `mem` returned is the membrane before reset (what the spike was decided on); the surrogate
+    gradient is the triangle max(0, gamma-|V-thr|)/gamma^2.
     """
 
     def __init__(self, tau: float = 0.5, threshold: float = 1.0, gamma: float = 1.0):
@@ -77,13 +192,5 @@ class LeakyHardReset(nn.Module):
 
     def forward(self, current, state=None, record_membrane: bool = False):
         """current [T, B, ...] -> (spikes [T, B, ...], state, membrane [T, B, ...] or None)."""
-        v_reset = torch.zeros_like(current[0]) if state is None else state
-        spikes, mems = [], []
-        for x in current:
-            v = self.tau * v_reset + x
-            s = TriangleSpike.apply(v - self.threshold, self.gamma)
-            v_reset = v * (1.0 - s.detach())
-            spikes.append(s)
-            if record_membrane:
-                mems.append(v)
-        return torch.stack(spikes), v_reset, torch.stack(mems) if record_membrane else None
+        return _run(current, state, "hard", self.tau, self.threshold, self.gamma,
+                    record_membrane)

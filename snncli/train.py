@@ -25,7 +25,7 @@ from .data import Split, batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
 from .registry import get_model_spec, get_recipe
-from .runtime import check_backend, resolve_device, tune_for_device
+from .runtime import check_backend, resolve_device, resolve_precision, tune_for_device
 
 
 @dataclass
@@ -44,6 +44,7 @@ class TrainOptions:
     test_limit: int | None = None
     eval_every: int | None = None  # also evaluate every N iterations
     backend: str = "engine"  # or "snntorch", the reference implementation
+    precision: str = "fp32"  # or "bf16" (autocast of conv/linear), "auto" (bf16 if native)
     augment: bool | None = None  # random rotation/scale/shift/stroke width; None = recipe's
     plot: bool = True
 
@@ -109,6 +110,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     recipe = resolve_recipe(options)
     spec = get_model_spec(options.model)
     device = resolve_device(options.device)
+    precision = resolve_precision(options.precision, device)
     best_path, last_path, plot_path, metrics_path = output_paths(options.model, options.out)
     if best_path.is_dir():
         raise SnnError(f"--out {best_path} is a folder; give a file path such as model.pt")
@@ -124,6 +126,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     model = spec.build(spec.config_cls(steps=recipe["steps"])).to(device)
     tune_for_device(model, device, recipe["batch_size"])
     model.backend = check_backend(options.backend)
+    model.precision = precision
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999))
     shuffle = torch.Generator().manual_seed(options.seed)
     norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}
@@ -131,7 +134,15 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     per_epoch = -(-len(train_set) // recipe["batch_size"])
     total_iters = per_epoch * recipe["epochs"]
     schedule = make_schedule(optimiser, recipe, total_iters)
-    emit({"kind": "start", "total": total_iters, "device": str(device), "recipe": recipe})
+    emit(
+        {
+            "kind": "start",
+            "total": total_iters,
+            "device": str(device),
+            "recipe": recipe,
+            "precision": precision,
+        }
+    )
     history: list[dict] = []
     best_accuracy, last_eval, iteration = -1.0, None, 0
     train_seconds = 0.0
@@ -165,6 +176,8 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
             "train_images": len(train_set),
             "iterations": iteration,
             "train_seconds": round(train_seconds, 3),
+            "precision": precision,
+            "device": str(device),
         }
         save_checkpoint(
             build_checkpoint(options.model, model, recipe=recipe, metrics=metrics, epoch=epoch),

@@ -14,7 +14,8 @@ class SpikingNet(nn.Module):
     into per-class scores; `loss` is the model's training criterion.
     Stateless layers run over (time chunk x batch) at once; `time_chunk` bounds that chunk so
     memory stays in check (None = all steps in one chunk). `backend = "snntorch"` runs the same
-    weights the way snnTorch users do, for comparison.
+    weights the way snnTorch users do, for comparison. `precision = "bf16"` runs the stateless
+    layers in bf16 (spikes are exact in bf16; membranes stay fp32).
     """
 
     output_is_spikes: bool = True
@@ -24,13 +25,16 @@ class SpikingNet(nn.Module):
         self.config = config
         self.time_chunk: int | None = None
         self.backend = "engine"
+        self.precision = "fp32"  # or "bf16": conv/linear layers under autocast, LIF in fp32
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """x [B, 1, 28, 28] -> output record [T, B, classes] with the chosen backend."""
         steps = steps or self.config.steps
-        if self.backend == "snntorch":
-            return self.forward_snntorch(x, steps)
-        return self.forward_engine(x, steps)
+        run = self.forward_snntorch if self.backend == "snntorch" else self.forward_engine
+        if self.precision == "bf16":
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return run(x, steps).float()
+        return run(x, steps)
 
     def forward_engine(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         raise NotImplementedError

@@ -40,15 +40,23 @@ class CSNN(SpikingNet):
         self.lifs = nn.ModuleList(LeakySubtract(c.beta, c.threshold, c.slope) for _ in range(4))
 
     def forward_engine(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        # Activations stay channels-last ([.., H, W, C] in memory), the layout oneDNN and cuDNN
+        # convolve and pool fastest (2-5x over NCHW on a CPU), so no layout copies are made;
+        # fc1's weight is viewed in the same (h, w, c) order instead.
+        batch = x.shape[0]
         # The input is the same image at every step, so conv1 + pool are computed once.
-        current1 = F.max_pool2d(self.conv1(x), 2)
+        current1 = F.max_pool2d(self.conv1(x), 2).permute(0, 2, 3, 1)
+        fc1_weight = self.fc1.weight.view(self.fc1.out_features, -1, 7, 7)
+        fc1_weight = fc1_weight.permute(0, 2, 3, 1).reshape(self.fc1.out_features, -1)
         states = [None] * 4
         record = []
         for _, k in self.chunks(steps):
             s, states[0], _ = self.lifs[0](current1.expand(k, *current1.shape), states[0])
-            cur = F.max_pool2d(self.conv2(s.flatten(0, 1)), 2)
-            s, states[1], _ = self.lifs[1](cur.view(k, x.shape[0], *cur.shape[1:]), states[1])
-            s, states[2], _ = self.lifs[2](self.fc1(s.flatten(2)), states[2])
+            s = s.flatten(0, 1).permute(0, 3, 1, 2)  # NCHW view of channels-last memory
+            cur = F.max_pool2d(self.conv2(s), 2).permute(0, 2, 3, 1)
+            s, states[1], _ = self.lifs[1](cur.reshape(k, batch, *cur.shape[1:]), states[1])
+            s, states[2], _ = self.lifs[2](F.linear(s.flatten(2), fc1_weight, self.fc1.bias),
+                                           states[2])
             s, states[3], _ = self.lifs[3](self.fc2(s), states[3])
             record.append(s)
         return torch.cat(record)

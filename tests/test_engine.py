@@ -1,0 +1,92 @@
+"""The fast engine's pieces: fused LIF layers, precision choice, CPU runtime tuning."""
+
+import pytest
+import torch
+
+from snncli.errors import SnnError
+from snncli.neurons import LeakyHardReset, LeakySubtract, LIFSequence
+from snncli.registry import create_model, list_models
+from snncli.runtime import keep_freed_memory, native_bf16, resolve_precision
+
+
+def test_each_lif_layer_is_one_autograd_node_for_all_steps():
+    current = torch.randn(40, 3, 5, requires_grad=True)
+    spikes, _, _ = LeakySubtract()(current)
+    node = spikes.grad_fn  # a view of the layer's [T, N] output
+    assert node.next_functions[0][0].name() == LIFSequence.__name__ + "Backward"
+    assert spikes.shape == (40, 3, 5) and set(spikes.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("layer", [LeakySubtract(), LeakyHardReset()])
+def test_state_carries_across_calls_and_gradients_reach_the_initial_state(layer):
+    torch.manual_seed(4)
+    current = torch.randn(9, 2, 7) * 1.5 + 0.5
+    state0 = torch.rand(2, 7, requires_grad=True)
+    whole, _, _ = layer(current, state0)
+    first, state, _ = layer(current[:4], state0)
+    rest, _, _ = layer(current[4:], state)
+    assert torch.equal(torch.cat([first, rest]), whole) and whole.sum() > 5
+    weights = torch.randn_like(whole)
+    (whole * weights).sum().backward()
+    grad_whole = state0.grad.clone()
+    state0.grad = None
+    (torch.cat([first, rest]) * weights).sum().backward()
+    torch.testing.assert_close(state0.grad, grad_whole)
+    assert grad_whole.abs().sum() > 0
+
+
+def test_precision_choices():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    with pytest.raises(SnnError, match="unknown precision 'fp8'.*auto, fp32, bf16"):
+        resolve_precision("fp8", cpu)
+    with pytest.raises(SnnError, match="bf16 is supported on CPU and CUDA, not on mps"):
+        resolve_precision("bf16", torch.device("mps"))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_bf16_runs_the_layers_in_bf16_and_keeps_results_close(name):
+    torch.manual_seed(5)
+    model = create_model(name)
+    x = torch.rand(16, 1, 28, 28)
+    seen = []
+    hook = model.fc2.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    reference = model.readout(model(x, steps=10))
+    model.precision = "bf16"
+    record = model(x, steps=10)
+    hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
+    assert record.dtype == torch.float32
+    scores = model.readout(record)
+    # bf16 rounds weights to 8 bits of mantissa: a few spikes move, the scores barely do.
+    assert (scores - reference).abs().mean() < 0.05 * reference.abs().mean() + 0.05
+    model.loss(record, torch.arange(16) % 10).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_allocator_tuning_is_safe_to_repeat():
+    keep_freed_memory()
+    keep_freed_memory()
+    assert torch.ones(3).sum() == 3
+
+
+def test_a_failing_gpu_kernel_falls_back_to_pytorch(monkeypatch):
+    from snncli import neurons, triton_lif
+
+    class Broken:
+        def __getattr__(self, name):
+            def fail(*args):
+                raise RuntimeError("ptxas too old")
+
+            return fail
+
+    monkeypatch.setattr(neurons, "_kernels", lambda tensor: Broken())
+    monkeypatch.setattr(triton_lif, "_AVAILABLE", True)
+    current = torch.randn(6, 4) * 2
+    with pytest.warns(UserWarning, match="Triton LIF kernels disabled.*ptxas too old"):
+        spikes, _, _ = LeakySubtract()(current)
+    monkeypatch.undo()
+    assert torch.equal(spikes, LeakySubtract()(current)[0])
+    assert triton_lif.available() is False  # no GPU here; and never re-enabled after failing
