@@ -1,14 +1,15 @@
 """The fast engine against the reference (snnTorch neurons, one Python step at a time).
 
 Runs each model's seed recipe with both backends in one run, on the same data and device, and
-prints one table: seconds per training iteration, the epoch time that implies, inference
-images/s, peak memory and accuracy on a fixed test subset after the same training iterations
-from the same initial weights. Each configuration runs in its own process so peak memory is
-its own.
+prints one table: seconds per training iteration (median of the timed iterations), the epoch
+time that implies, inference images/s, peak memory and accuracy on a fixed test subset after
+the same training iterations from the same initial weights. The engine runs in fp32 and, where
+the device has native bf16 arithmetic, in bf16 (`--precision bf16`); the reference always in
+fp32. Each configuration runs in its own process so peak memory is its own.
 
 Usage:
   .venv/bin/python benchmarks/bench_engine.py --data-dir ../shared/data/mnist \
-      [--device cpu] [--csnn-steps 25,100] [--iters 3] [--subset 500]
+      [--device cpu] [--csnn-steps 25,100] [--iters 5] [--subset 500]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import math
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +32,7 @@ from rich.table import Table
 from snncli.data import Split, load_split, normalise
 from snncli.evaluate import evaluate_model
 from snncli.registry import get_model_spec
-from snncli.runtime import resolve_device, tune_for_device
+from snncli.runtime import native_bf16, resolve_device, tune_for_device
 
 
 def sync(device: torch.device) -> None:
@@ -38,7 +40,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(model_name: str, steps: int, backend: str, args) -> dict:
+def measure(model_name: str, steps: int, backend: str, precision: str, args) -> dict:
     """Train `iters` timed iterations (after `warmup`), then score the test subset."""
     device = resolve_device(args.device)
     spec = get_model_spec(model_name)
@@ -55,6 +57,7 @@ def measure(model_name: str, steps: int, backend: str, args) -> dict:
     model = spec.build(spec.config_cls(steps=steps)).to(device)
     tune_for_device(model, device, batch)
     model.backend = backend
+    model.precision = precision
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -71,7 +74,7 @@ def measure(model_name: str, steps: int, backend: str, args) -> dict:
         sync(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
-    per_iter = sum(times) / len(times)
+    per_iter = statistics.median(times)
     evaluation = evaluate_model(model, test, norm, device, batch_size=args.eval_batch)
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
@@ -81,6 +84,7 @@ def measure(model_name: str, steps: int, backend: str, args) -> dict:
         "model": model_name,
         "steps": steps,
         "backend": backend,
+        "precision": precision,
         "seconds_per_iteration": per_iter,
         "epoch_seconds": per_iter * math.ceil(60_000 / batch),
         "images_per_second": evaluation.images_per_second,
@@ -95,29 +99,35 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data/mnist")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--csnn-steps", default="25,100")
-    parser.add_argument("--iters", type=int, default=3, help="timed training iterations")
+    parser.add_argument("--iters", type=int, default=5, help="timed training iterations")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--subset", type=int, default=500, help="test images scored")
     parser.add_argument("--eval-batch", type=int, default=250)
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: model,steps,backend
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: model,steps,backend,prec
     args = parser.parse_args()
 
     if args.one:
-        name, steps, backend = args.one.split(",")
-        print(json.dumps(measure(name, int(steps), backend, args)))
+        name, steps, backend, precision = args.one.split(",")
+        print(json.dumps(measure(name, int(steps), backend, precision, args)))
         return
 
     configs = [("csnn", int(t)) for t in args.csnn_steps.split(",")] + [("mlp", 6)]
-    rows = []
+    runs = [("snntorch", "fp32"), ("engine", "fp32")]
+    if native_bf16(resolve_device(args.device)):
+        runs.append(("engine", "bf16"))
+    groups = []
     console = Console(width=max(Console().width, 150))
     for name, steps in configs:
-        for backend in ("snntorch", "engine"):
-            argv = [a for a in sys.argv[1:]] + ["--one", f"{name},{steps},{backend}"]
+        group = []
+        for backend, precision in runs:
+            argv = [a for a in sys.argv[1:]] + ["--one", f"{name},{steps},{backend},{precision}"]
             done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
             if done.returncode:
-                sys.exit(f"{name} T={steps} {backend} failed:\n{done.stderr}")
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            console.print(f"measured {name} T={steps} {backend}", style="dim")
+                sys.exit(f"{name} T={steps} {backend} {precision} failed:\n{done.stderr}")
+            group.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            console.print(f"measured {name} T={steps} {backend} {precision}", style="dim")
+        groups.append(group)
+    rows = [row for group in groups for row in group]
 
     device = rows[0]["device"]
     hardware = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
@@ -129,6 +139,7 @@ def main() -> None:
         "model",
         "T",
         "backend",
+        "precision",
         "s/iteration",
         "epoch (est.)",
         "inference img/s",
@@ -139,13 +150,14 @@ def main() -> None:
     ]
     for column in columns:
         table.add_column(column, justify="left" if column in ("model", "backend") else "right")
-    for ref, ours in zip(rows[::2], rows[1::2], strict=True):
-        for r in (ref, ours):
-            fast = r is ours
+    for ref, *engine_rows in groups:
+        for r in (ref, *engine_rows):
+            fast = r is not ref
             table.add_row(
                 r["model"],
                 str(r["steps"]),
                 r["backend"],
+                r["precision"],
                 f"{r['seconds_per_iteration']:.3f}",
                 f"{r['epoch_seconds']:.0f} s",
                 f"{r['images_per_second']:,.0f}",

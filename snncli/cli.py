@@ -11,6 +11,7 @@ from enum import Enum
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -79,6 +80,12 @@ BackendOption = typer.Option(
 )
 
 
+class Augment(str, Enum):
+    none = "none"
+    light = "light"
+    full = "full"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -103,29 +110,41 @@ def models_command() -> None:
         table.add_column(
             column, justify="right" if column in ("parameters", "time steps") else "left"
         )
-    recipes = Table(title="Training recipes (snn train --recipe NAME)")
-    for column in ("model", "recipe", "epochs", "batch", "lr", "schedule", "steps", "augment"):
-        recipes.add_column(column)
+    recipe_tables = []
     for name in list_models():
         spec = get_model_spec(name)
         model = create_model(name)
         params = sum(p.numel() for p in model.parameters())
         steps = spec.recipes[spec.default_recipe]["steps"]
         table.add_row(name, f"{params:,}", str(steps), spec.summary)
+        recipes = Table(
+            title=f"{name} recipes (snn train -m {name} --recipe NAME; * = default)",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        columns = ("recipe", "epochs", "batch", "optim", "lr", "schedule", "T", "augment")
+        for column in (*columns, "init"):
+            recipes.add_column(column, no_wrap=True)
         for recipe_name, r in spec.recipes.items():
-            label = recipe_name + (" (default)" if recipe_name == spec.default_recipe else "")
+            label = recipe_name + (" *" if recipe_name == spec.default_recipe else "")
+            decay = f" wd {r['weight_decay']:g}" if r["weight_decay"] else ""
             recipes.add_row(
-                name,
                 label,
                 str(r["epochs"]),
                 str(r["batch_size"]),
-                f"{r['optimizer']} {r['lr']:g}",
+                r["optimizer"] + decay,
+                f"{r['lr']:g}",
                 r["schedule"],
                 str(r["steps"]),
-                "yes" if r["augment"] else "no",
+                r["augment"],
+                r["init"],
             )
+        recipe_tables.append(recipes)
     out.print(table)
-    out.print(recipes)
+    for recipes in recipe_tables:
+        out.print(recipes)
 
 
 @app.command("train")
@@ -157,10 +176,11 @@ def train_command(
     ),
     backend: Backend = BackendOption,
     precision: Precision = PrecisionOption,
-    augment: bool = typer.Option(
+    augment: Augment = typer.Option(
         None,
-        "--augment/--no-augment",
-        help="Random rotation, scale, shift and stroke width (helps on your own images).",
+        "--augment",
+        help="none, light (shifts, small rotations) or full (also scale and stroke width, for "
+        "your own images). Default: the recipe's.",
     ),
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
@@ -183,7 +203,7 @@ def train_command(
         eval_every=eval_every,
         backend=backend.value,
         precision=precision.value,
-        augment=augment,
+        augment=augment.value if augment else None,
     )
     with TrainProgress(out) as progress:
         result = train(options, on_event=progress.handle)

@@ -21,7 +21,7 @@ class ModelSpec:
     summary: str
     config_cls: type  # dataclass of architecture + neuron hyperparameters
     build: Callable[[Any], Any]  # config -> torch.nn.Module
-    # Named training recipes (epochs, batch_size, lr, optimizer, schedule, steps, augment...);
+    # Named training recipes (see RECIPE_KEYS);
     # `default_recipe` names the one `snn train` uses without --recipe.
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_recipe: str = "seed"
@@ -29,7 +29,21 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
-RECIPE_KEYS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "steps", "augment")
+RECIPE_KEYS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",  # adam, or adamw (decoupled weight decay)
+    "weight_decay",
+    "schedule",  # constant, or onecycle (warm-up then cosine decay)
+    "steps",
+    "augment",  # none, light (MNIST-sized shifts/rotations) or full (also scale and stroke)
+    "init",  # pytorch (default layer init), or calibrated (scaled to fire; see calibrate())
+)
+AUGMENT_LEVELS = ("none", "light", "full")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "onecycle")
+INITS = ("pytorch", "calibrated")
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -41,6 +55,14 @@ def register_model(spec: ModelSpec) -> ModelSpec:
         missing = [k for k in RECIPE_KEYS if k not in recipe]
         if missing:
             raise ValueError(f"model {spec.name!r} recipe {name!r} lacks {', '.join(missing)}")
+        for key, valid in (
+            ("augment", AUGMENT_LEVELS),
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("init", INITS),
+        ):
+            if recipe[key] not in valid:
+                raise ValueError(f"model {spec.name!r} recipe {name!r}: bad {key} {recipe[key]!r}")
     _REGISTRY[spec.name] = spec
     return spec
 

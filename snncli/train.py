@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .augment import augment_batch
+from .augment import augment_level
 from .checkpoint import (
     DEFAULT_DIR,
     atomic_write,
@@ -24,7 +24,7 @@ from .checkpoint import (
 from .data import Split, batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
-from .registry import get_model_spec, get_recipe
+from .registry import AUGMENT_LEVELS, get_model_spec, get_recipe
 from .runtime import check_backend, resolve_device, resolve_precision, tune_for_device
 
 
@@ -45,7 +45,7 @@ class TrainOptions:
     eval_every: int | None = None  # also evaluate every N iterations
     backend: str = "engine"  # or "snntorch", the reference implementation
     precision: str = "fp32"  # or "bf16" (autocast of conv/linear), "auto" (bf16 if native)
-    augment: bool | None = None  # random rotation/scale/shift/stroke width; None = recipe's
+    augment: str | None = None  # none, light or full (see snncli.augment); None = recipe's
     plot: bool = True
 
 
@@ -76,11 +76,16 @@ def resolve_recipe(options: TrainOptions) -> dict:
         if getattr(options, name) is not None:
             recipe[name] = getattr(options, name)
     recipe["seed"] = options.seed
-    if recipe["optimizer"] != "adam":
-        raise SnnError(f"unknown optimizer {recipe['optimizer']!r} in the recipe")
-    if recipe["schedule"] not in ("constant", "onecycle"):
-        raise SnnError(f"unknown learning-rate schedule {recipe['schedule']!r} in the recipe")
+    if recipe["augment"] not in AUGMENT_LEVELS:
+        valid = ", ".join(AUGMENT_LEVELS)
+        raise SnnError(f"unknown augmentation {recipe['augment']!r}; choose one of: {valid}")
     return recipe
+
+
+def make_optimiser(model, recipe: dict):
+    """Adam, or AdamW (weight decay decoupled from the adaptive step) as the recipe says."""
+    optimiser = torch.optim.AdamW if recipe["optimizer"] == "adamw" else torch.optim.Adam
+    return optimiser(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
 
 
 def make_schedule(optimiser, recipe: dict, total_iters: int):
@@ -127,9 +132,11 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     tune_for_device(model, device, recipe["batch_size"])
     model.backend = check_backend(options.backend)
     model.precision = precision
-    optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999))
-    shuffle = torch.Generator().manual_seed(options.seed)
     norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}
+    if recipe["init"] == "calibrated":  # on the first training images, before any update
+        model.calibrate(normalise(train_set.images[:256].to(device), **norm))
+    optimiser = make_optimiser(model, recipe)
+    shuffle = torch.Generator().manual_seed(options.seed)
 
     per_epoch = -(-len(train_set) // recipe["batch_size"])
     total_iters = per_epoch * recipe["epochs"]
@@ -189,8 +196,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
         for images, labels in batches(train_set, recipe["batch_size"], True, shuffle):
             start = time.perf_counter()
             images = images.to(device)
-            if recipe["augment"]:
-                images = augment_batch(images, shuffle)
+            images = augment_level(images, recipe["augment"], shuffle)
             x = normalise(images, **norm)
             labels = labels.to(device)
             record = model(x)

@@ -54,8 +54,8 @@ class TrainProgress:
             self.console.print(
                 f"training on [bold]{event['device']}[/] with recipe {r['recipe']}: "
                 f"{r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']:g} "
-                f"({r['schedule']}), {r['steps']} time steps"
-                + (", augmented" if r["augment"] else ""),
+                f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
+                f"{r['init']} init, {event['precision']}",
                 highlight=False,
             )
             self.task = self.progress.add_task(

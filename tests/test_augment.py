@@ -31,3 +31,18 @@ def test_digits_stay_in_view_and_keep_most_ink():
     out = augment_batch(images, torch.Generator().manual_seed(1), stroke_change=0)
     ratio = out.float().sum((1, 2)) / images.float().sum((1, 2))
     assert ratio.min() > 0.6 and ratio.max() < 1.5
+
+
+def test_recipe_levels():
+    from snncli.augment import augment_level
+
+    images = torch.from_numpy(synthetic_split(32, 4)[0])
+    assert augment_level(images, "none") is images
+    light = augment_level(images, "light", torch.Generator().manual_seed(0))
+    full = augment_level(images, "full", torch.Generator().manual_seed(0))
+    assert light.shape == full.shape == images.shape
+    # light never changes stroke width, so the ink total moves less than under full
+    def ink_change(out):
+        return (out.float().sum((1, 2)) - images.float().sum((1, 2))).abs().mean()
+
+    assert ink_change(light) < ink_change(full)

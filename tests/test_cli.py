@@ -84,7 +84,7 @@ def test_train_recipe_is_chosen_and_stored(tiny_mnist, tmp_path):
     assert result.exit_code == 0, result.output
     assert "recipe robust" in result.output and "onecycle" in result.output
     recipe = torch.load(out, weights_only=True)["recipe"]
-    assert recipe["recipe"] == "robust" and recipe["augment"] and recipe["epochs"] == 1
+    assert recipe["recipe"] == "robust" and recipe["augment"] == "full" and recipe["epochs"] == 1
     result = run("train", "-m", "mlp", "--recipe", "fast", "--data-dir", tiny_mnist)
     assert_user_error(result, "model 'mlp' has no recipe 'fast'; choose one of: robust, seed")
 
@@ -352,3 +352,22 @@ def test_evaluate_json_is_strict_json_when_a_digit_is_missing(mlp_checkpoint, ti
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert report["per_class"].count(None) >= 7  # 3 images cover at most 3 digits
+
+
+def test_train_overrides_augmentation_and_calibrates_when_the_recipe_says(tiny_mnist, tmp_path):
+    out = tmp_path / "a.pt"
+    args = ["train", "-m", "mlp", "--data-dir", tiny_mnist, "--out", out, "--test-limit", "50"]
+    result = run(*args, "--augment", "light", "--train-limit", "256", "--precision", "bf16")
+    assert result.exit_code == 0, result.output
+    assert "augmentation light" in result.output and "bf16" in result.output
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["recipe"]["augment"] == "light" and ckpt["metrics"]["precision"] == "bf16"
+    result = run(*args, "--augment", "heavy")
+    assert result.exit_code == 2 and "heavy" in result.output
+
+
+def test_models_shows_each_recipes_settings():
+    result = run("models")
+    assert result.exit_code == 0
+    for word in ("augment", "init", "pytorch", "onecycle", "full", "none"):
+        assert word in result.output

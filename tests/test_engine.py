@@ -90,3 +90,17 @@ def test_a_failing_gpu_kernel_falls_back_to_pytorch(monkeypatch):
     monkeypatch.undo()
     assert torch.equal(spikes, LeakySubtract()(current)[0])
     assert triton_lif.available() is False  # no GPU here; and never re-enabled after failing
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_calibrated_init_makes_every_spiking_layer_fire(name):
+    torch.manual_seed(6)
+    model = create_model(name)
+    x = torch.rand(32, 1, 28, 28)
+    before = [model._firing_rate(x, i, 20) for i in range(len(model.lifs))]
+    assert before[-1] < 0.01  # PyTorch's init leaves the last spiking layer (nearly) silent
+    reached = model.calibrate(x, rate=0.1)
+    after = [model._firing_rate(x, i, 20) for i in range(len(model.lifs))]
+    assert len(reached) == len(model.lifs)
+    assert all(0.085 <= r <= 0.115 for r in after), after
+    assert model.time_chunk is None  # restored

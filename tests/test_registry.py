@@ -8,7 +8,13 @@ from snntorch import surrogate
 from snncli.errors import SnnError
 from snncli.models import SpikingNet
 from snncli.neurons import LeakyHardReset, LeakySubtract
-from snncli.registry import RECIPE_KEYS, create_model, get_model_spec, list_models
+from snncli.registry import (
+    AUGMENT_LEVELS,
+    RECIPE_KEYS,
+    create_model,
+    get_model_spec,
+    list_models,
+)
 
 
 def test_both_models_are_registered():
@@ -26,6 +32,7 @@ def test_every_model_has_complete_metadata(name):
     for recipe in spec.recipes.values():
         assert set(RECIPE_KEYS) <= set(recipe)
         assert recipe["epochs"] > 0 and recipe["lr"] > 0 and recipe["steps"] > 0
+        assert recipe["augment"] in AUGMENT_LEVELS and recipe["init"] in ("pytorch", "calibrated")
     mean, std = spec.normalisation
     assert std > 0
 
@@ -148,6 +155,16 @@ def test_engine_matches_the_snntorch_reference_forward_and_backward(name):
 def test_seed_recipes_are_the_seed_code_exactly():
     csnn = get_model_spec("csnn").recipes["seed"]
     assert (csnn["epochs"], csnn["batch_size"], csnn["lr"], csnn["steps"]) == (1, 128, 1e-2, 100)
-    assert csnn["schedule"] == "constant" and not csnn["augment"]
+    assert csnn["schedule"] == "constant" and csnn["augment"] == "none"
     mlp = get_model_spec("mlp").recipes["seed"]
-    assert (mlp["steps"], mlp["schedule"], mlp["augment"]) == (6, "constant", False)
+    assert (mlp["steps"], mlp["schedule"], mlp["augment"]) == (6, "constant", "none")
+
+
+def test_a_recipe_with_an_unknown_setting_is_refused_at_registration():
+    from snncli.registry import ModelSpec, register_model
+
+    recipe = dict(get_model_spec("mlp").recipes["seed"], augment="extreme")
+    spec = ModelSpec("bad", "x", dict, lambda c: None, recipes={"seed": recipe})
+    with pytest.raises(ValueError, match="recipe 'seed': bad augment 'extreme'"):
+        register_model(spec)
+    assert "bad" not in list_models()

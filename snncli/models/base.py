@@ -7,6 +7,10 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class _Stop(Exception):
+    """Raised by a forward hook to end a forward pass early."""
+
+
 class SpikingNet(nn.Module):
     """A network simulated for `steps` time steps on a static image.
 
@@ -54,6 +58,51 @@ class SpikingNet(nn.Module):
 
     def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def synapses(self) -> list[nn.Module]:
+        """The layer feeding each LIF layer of `self.lifs`, in order."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor, rate: float = 0.1, steps: int = 20) -> list[float]:
+        """Data-driven initialisation: scale each synaptic layer's weights, first to last, until
+        the LIF layer it feeds fires at about `rate` (spikes per neuron per step) on images `x`.
+
+        With PyTorch's default initialisation the deep layers of these networks are nearly
+        silent, so surrogate gradients are tiny and training at a high learning rate sits at
+        chance for its first ~100 iterations. Returns the firing rate reached per layer.
+        """
+        reached = []
+        steps = min(steps, self.config.steps)
+        chunk, self.time_chunk = self.time_chunk, None  # one chunk: the hook sees all steps
+        try:
+            for index, layer in enumerate(self.synapses()):
+                for _ in range(40):
+                    fired = self._firing_rate(x, index, steps)
+                    if abs(fired - rate) <= 0.15 * rate:
+                        break
+                    layer.weight.mul_(min(2.0, max(0.5, (rate / max(fired, 1e-4)) ** 0.5)))
+                reached.append(fired)
+        finally:
+            self.time_chunk = chunk
+        return reached
+
+    def _firing_rate(self, x: torch.Tensor, index: int, steps: int) -> float:
+        """Spikes per neuron per step of LIF layer `index` (the forward stops there)."""
+        seen = []
+
+        def stop(module, inputs, output):
+            seen.append(output[0].float().mean().item())
+            raise _Stop
+
+        hook = self.lifs[index].register_forward_hook(stop)
+        try:
+            self(x, steps=steps)
+        except _Stop:
+            pass
+        finally:
+            hook.remove()
+        return seen[0]
 
     def spiking_layers(self) -> list[tuple[str, int]]:
         """(name, fan-out) of each LIF layer in `self.lifs`: the synapses one spike drives."""

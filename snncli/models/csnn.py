@@ -81,6 +81,9 @@ class CSNN(SpikingNet):
             record.append(spk)
         return torch.stack(record)
 
+    def synapses(self) -> list[nn.Module]:
+        return [self.conv1, self.conv2, self.fc1, self.fc2]
+
     def spiking_layers(self) -> list[tuple[str, int]]:
         # A conv2 input spike reaches 3x3 positions in each output channel (borders ignored).
         return [
@@ -113,9 +116,11 @@ register_model(
                 "batch_size": 128,
                 "lr": 1e-2,
                 "optimizer": "adam",
+                "weight_decay": 0.0,
                 "schedule": "constant",
                 "steps": 100,
-                "augment": False,
+                "augment": "none",
+                "init": "pytorch",
             },
             # The default: augmented for users' own digits, a one-cycle schedule at a gentler
             # peak rate (the seed's constant 1e-2 sits at chance for its first ~120 iterations),
@@ -126,9 +131,11 @@ register_model(
                 "batch_size": 128,
                 "lr": 5e-3,
                 "optimizer": "adam",
+                "weight_decay": 0.0,
                 "schedule": "onecycle",
                 "steps": 25,
-                "augment": True,
+                "augment": "full",
+                "init": "pytorch",
             },
         },
         normalisation=(0.0, 1.0),

@@ -71,6 +71,9 @@ class MLP(SpikingNet):
             record.append(self.fc3(spk))
         return torch.stack(record)
 
+    def synapses(self) -> list[nn.Module]:
+        return [self.fc1, self.fc2]
+
     def spiking_layers(self) -> list[tuple[str, int]]:
         return [("lif1 (fc1)", self.fc2.out_features), ("lif2 (fc2)", self.fc3.out_features)]
 
@@ -93,18 +96,22 @@ register_model(
                 "batch_size": 128,
                 "lr": 1e-3,
                 "optimizer": "adam",
+                "weight_decay": 0.0,
                 "schedule": "constant",
                 "steps": 6,
-                "augment": False,
+                "augment": "none",
+                "init": "pytorch",
             },
             "robust": {
                 "epochs": 3,
                 "batch_size": 128,
                 "lr": 2e-3,
                 "optimizer": "adam",
+                "weight_decay": 0.0,
                 "schedule": "onecycle",
                 "steps": 6,
-                "augment": True,
+                "augment": "full",
+                "init": "pytorch",
             },
         },
         normalisation=(0.1307, 0.3081),
