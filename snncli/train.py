@@ -82,6 +82,11 @@ def resolve_recipe(options: TrainOptions) -> dict:
     return recipe
 
 
+def reads_per_sync(device: torch.device) -> int:
+    """Iterations whose loss/accuracy are read back from the device together."""
+    return 1 if device.type == "cpu" else 25
+
+
 def make_optimiser(model, recipe: dict):
     """Adam, or AdamW (weight decay decoupled from the adaptive step) as the recipe says."""
     optimiser = torch.optim.AdamW if recipe["optimizer"] == "adamw" else torch.optim.Adam
@@ -191,10 +196,36 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
             path,
         )
 
+    # Losses and accuracies stay on the device and are read back in groups: a GPU is never
+    # made to wait for the host after each iteration (on a CPU, reading is free).
+    sync_every = reads_per_sync(device)
+    pending: list[tuple[int, int, torch.Tensor, torch.Tensor, int]] = []
+
+    def flush() -> None:
+        nonlocal train_seconds
+        if not pending:
+            return
+        values = torch.stack([torch.stack([p[2], p[3].float()]) for p in pending])
+        train_seconds += time.perf_counter() - started
+        for (it, ep, _, _, n), (loss_value, correct) in zip(pending, values.tolist(), strict=True):
+            history.append({"iteration": it, "epoch": ep, "loss": loss_value})
+            emit(
+                {
+                    "kind": "step",
+                    "iteration": it,
+                    "epoch": ep,
+                    "loss": loss_value,
+                    "batch_accuracy": correct / n,
+                    "images": n,
+                    "train_seconds": train_seconds,
+                }
+            )
+        pending.clear()
+
     for epoch in range(1, recipe["epochs"] + 1):
         model.train()
+        started = time.perf_counter()
         for images, labels in batches(train_set, recipe["batch_size"], True, shuffle):
-            start = time.perf_counter()
             images = images.to(device)
             images = augment_level(images, recipe["augment"], shuffle)
             x = normalise(images, **norm)
@@ -209,27 +240,20 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
             iteration += 1
             with torch.no_grad():
                 correct = (model.readout(record).argmax(1) == labels).sum()
-            loss_value, correct = loss.item(), int(correct)  # one sync per iteration
-            train_seconds += time.perf_counter() - start
-            history.append({"iteration": iteration, "epoch": epoch, "loss": loss_value})
-            emit(
-                {
-                    "kind": "step",
-                    "iteration": iteration,
-                    "epoch": epoch,
-                    "loss": loss_value,
-                    "batch_accuracy": correct / len(labels),
-                    "images": len(labels),
-                    "train_seconds": train_seconds,
-                }
-            )
+            pending.append((iteration, epoch, loss.detach(), correct, len(labels)))
+            if len(pending) >= sync_every:
+                flush()
+                started = time.perf_counter()
             if (
                 options.eval_every
                 and iteration % options.eval_every == 0
                 and iteration % per_epoch != 0  # the epoch-end evaluation follows anyway
             ):
+                flush()
                 run_eval(epoch)
                 model.train()
+                started = time.perf_counter()
+        flush()
         last_eval = run_eval(epoch)
 
     save(last_path, recipe["epochs"], last_eval)

@@ -371,3 +371,22 @@ def test_models_shows_each_recipes_settings():
     assert result.exit_code == 0
     for word in ("augment", "init", "pytorch", "onecycle", "full", "none"):
         assert word in result.output
+
+
+def test_grouped_progress_reads_report_every_iteration(tiny_mnist, tmp_path, monkeypatch):
+    """On a GPU, losses are read back 25 iterations at a time; every step is still reported."""
+    from snncli import train as train_module
+
+    monkeypatch.setattr(train_module, "reads_per_sync", lambda device: 4)
+    events = []
+    options = train_module.TrainOptions(
+        model="mlp", data_dir=str(tiny_mnist), out=str(tmp_path / "g.pt"), batch_size=100,
+        train_limit=1000, test_limit=50, eval_every=3, plot=False,
+    )
+    result = train_module.train(options, on_event=events.append)
+    steps = [e for e in events if e["kind"] == "step"]
+    assert [e["iteration"] for e in steps] == list(range(1, 11))
+    assert all(0 <= e["batch_accuracy"] <= 1 and e["loss"] > 0 for e in steps)
+    assert [e["iteration"] for e in events if e["kind"] == "eval"] == [3, 6, 9, 10]
+    seconds = [e["train_seconds"] for e in steps]
+    assert seconds == sorted(seconds) and result.train_seconds >= seconds[-1] > 0
