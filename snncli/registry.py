@@ -36,6 +36,8 @@ RECIPE_KEYS = (
     "optimizer",  # adam, or adamw (decoupled weight decay)
     "weight_decay",
     "schedule",  # constant, or onecycle (warm-up then cosine decay)
+    "warmup",  # onecycle: fraction of the iterations spent warming up to lr
+    "label_smoothing",
     "steps",
     "augment",  # none, light (MNIST-sized shifts/rotations) or full (also scale and stroke)
     "init",  # pytorch (default layer init), or calibrated (scaled to fire; see calibrate())

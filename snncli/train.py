@@ -97,7 +97,7 @@ def make_schedule(optimiser, recipe: dict, total_iters: int):
     """Per-iteration learning-rate schedule: constant, or one-cycle (warm-up then cosine)."""
     if recipe["schedule"] == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimiser, max_lr=recipe["lr"], total_steps=total_iters, pct_start=0.15
+            optimiser, max_lr=recipe["lr"], total_steps=total_iters, pct_start=recipe["warmup"]
         )
     return None  # constant
 
@@ -231,7 +231,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
             x = normalise(images, **norm)
             labels = labels.to(device)
             record = model(x)
-            loss = model.loss(record, labels)
+            loss = model.loss(record, labels, recipe["label_smoothing"])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

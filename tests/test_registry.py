@@ -168,3 +168,13 @@ def test_a_recipe_with_an_unknown_setting_is_refused_at_registration():
     with pytest.raises(ValueError, match="recipe 'seed': bad augment 'extreme'"):
         register_model(spec)
     assert "bad" not in list_models()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_label_smoothing_penalises_certainty(name):
+    model = create_model(name)
+    record = torch.zeros(6, 2, 10)
+    record[:, 0, 3] = record[:, 1, 7] = 8.0  # confident and right
+    target = torch.tensor([3, 7])
+    plain, smoothed = model.loss(record, target), model.loss(record, target, 0.1)
+    assert smoothed > plain + 0.05

@@ -56,7 +56,8 @@ class SpikingNet(nn.Module):
         """[T, B, C] -> [B, C] scores: spike counts (spiking output) or mean output."""
         return record.sum(0) if self.output_is_spikes else record.mean(0)
 
-    def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, record: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0):
+        """The training criterion; `smoothing` is cross-entropy label smoothing."""
         raise NotImplementedError
 
     def synapses(self) -> list[nn.Module]:

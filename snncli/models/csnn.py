@@ -96,10 +96,12 @@ class CSNN(SpikingNet):
     def dense_macs(self) -> int:
         return 28 * 28 * self.conv1.out_channels * 9  # computed once: the input is static
 
-    def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, record: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0):
         """snnTorch `ce_rate_loss`: cross-entropy of each step's spikes, averaged over steps."""
         steps = record.shape[0]
-        return F.cross_entropy(record.flatten(0, 1), target.repeat(steps))
+        return F.cross_entropy(
+            record.flatten(0, 1), target.repeat(steps), label_smoothing=smoothing
+        )
 
 
 register_model(
@@ -118,6 +120,8 @@ register_model(
                 "optimizer": "adam",
                 "weight_decay": 0.0,
                 "schedule": "constant",
+                "warmup": 0.0,
+                "label_smoothing": 0.0,
                 "steps": 100,
                 "augment": "none",
                 "init": "pytorch",
@@ -133,6 +137,8 @@ register_model(
                 "optimizer": "adam",
                 "weight_decay": 0.0,
                 "schedule": "onecycle",
+                "warmup": 0.15,
+                "label_smoothing": 0.0,
                 "steps": 25,
                 "augment": "full",
                 "init": "pytorch",

@@ -80,8 +80,9 @@ class MLP(SpikingNet):
     def dense_macs(self) -> int:
         return self.fc1.in_features * self.fc1.out_features  # computed once: static input
 
-    def loss(self, record: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(record.mean(0), target)
+    def loss(self, record: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0):
+        """Cross-entropy of the output averaged over time."""
+        return F.cross_entropy(record.mean(0), target, label_smoothing=smoothing)
 
 
 register_model(
@@ -98,6 +99,8 @@ register_model(
                 "optimizer": "adam",
                 "weight_decay": 0.0,
                 "schedule": "constant",
+                "warmup": 0.0,
+                "label_smoothing": 0.0,
                 "steps": 6,
                 "augment": "none",
                 "init": "pytorch",
@@ -109,6 +112,8 @@ register_model(
                 "optimizer": "adam",
                 "weight_decay": 0.0,
                 "schedule": "onecycle",
+                "warmup": 0.15,
+                "label_smoothing": 0.0,
                 "steps": 6,
                 "augment": "full",
                 "init": "pytorch",
