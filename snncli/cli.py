@@ -86,6 +86,11 @@ class Augment(str, Enum):
     full = "full"
 
 
+class Init(str, Enum):
+    pytorch = "pytorch"
+    calibrated = "calibrated"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -182,6 +187,12 @@ def train_command(
         help="none, light (shifts, small rotations) or full (also scale and stroke width, for "
         "your own images). Default: the recipe's.",
     ),
+    init: Init = typer.Option(
+        None,
+        "--init",
+        help="pytorch (default layer init) or calibrated (weights scaled until every spiking "
+        "layer fires). Default: the recipe's.",
+    ),
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
     from .train import TrainOptions, train
@@ -204,6 +215,7 @@ def train_command(
         backend=backend.value,
         precision=precision.value,
         augment=augment.value if augment else None,
+        init=init.value if init else None,
     )
     with TrainProgress(out) as progress:
         result = train(options, on_event=progress.handle)

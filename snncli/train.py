@@ -24,7 +24,7 @@ from .checkpoint import (
 from .data import Split, batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
-from .registry import AUGMENT_LEVELS, get_model_spec, get_recipe
+from .registry import AUGMENT_LEVELS, INITS, get_model_spec, get_recipe
 from .runtime import check_backend, resolve_device, resolve_precision, tune_for_device
 
 
@@ -46,6 +46,7 @@ class TrainOptions:
     backend: str = "engine"  # or "snntorch", the reference implementation
     precision: str = "fp32"  # or "bf16" (autocast of conv/linear), "auto" (bf16 if native)
     augment: str | None = None  # none, light or full (see snncli.augment); None = recipe's
+    init: str | None = None  # pytorch or calibrated; None = recipe's
     plot: bool = True
 
 
@@ -72,13 +73,15 @@ def resolve_recipe(options: TrainOptions) -> dict:
     for name in ("epochs", "steps", "batch_size", "lr", "train_limit", "test_limit", "eval_every"):
         _positive(name, getattr(options, name))
     recipe = get_recipe(spec, options.recipe)
-    for name in ("epochs", "steps", "batch_size", "lr", "augment"):
+    for name in ("epochs", "steps", "batch_size", "lr", "augment", "init"):
         if getattr(options, name) is not None:
             recipe[name] = getattr(options, name)
     recipe["seed"] = options.seed
     if recipe["augment"] not in AUGMENT_LEVELS:
         valid = ", ".join(AUGMENT_LEVELS)
         raise SnnError(f"unknown augmentation {recipe['augment']!r}; choose one of: {valid}")
+    if recipe["init"] not in INITS:
+        raise SnnError(f"unknown init {recipe['init']!r}; choose one of: {', '.join(INITS)}")
     return recipe
 
 

@@ -77,6 +77,7 @@ def mlp_checkpoint(tmp_path_factory, tiny_mnist) -> Path:
     result = train(
         TrainOptions(
             model="mlp",
+            recipe="seed",
             epochs=4,
             batch_size=32,
             data_dir=str(tiny_mnist),

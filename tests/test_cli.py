@@ -357,11 +357,15 @@ def test_evaluate_json_is_strict_json_when_a_digit_is_missing(mlp_checkpoint, ti
 def test_train_overrides_augmentation_and_calibrates_when_the_recipe_says(tiny_mnist, tmp_path):
     out = tmp_path / "a.pt"
     args = ["train", "-m", "mlp", "--data-dir", tiny_mnist, "--out", out, "--test-limit", "50"]
-    result = run(*args, "--augment", "light", "--train-limit", "256", "--precision", "bf16")
+    result = run(
+        *args, "--augment", "light", "--train-limit", "256", "--precision", "bf16",
+        "--init", "calibrated", "--epochs", "1",
+    )
     assert result.exit_code == 0, result.output
-    assert "augmentation light" in result.output and "bf16" in result.output
+    assert "augmentation light" in result.output and "calibrated init, bf16" in result.output
     ckpt = torch.load(out, weights_only=True)
-    assert ckpt["recipe"]["augment"] == "light" and ckpt["metrics"]["precision"] == "bf16"
+    assert ckpt["recipe"]["augment"] == "light" and ckpt["recipe"]["init"] == "calibrated"
+    assert ckpt["metrics"]["precision"] == "bf16"
     result = run(*args, "--augment", "heavy")
     assert result.exit_code == 2 and "heavy" in result.output
 
@@ -380,7 +384,8 @@ def test_grouped_progress_reads_report_every_iteration(tiny_mnist, tmp_path, mon
     monkeypatch.setattr(train_module, "reads_per_sync", lambda device: 4)
     events = []
     options = train_module.TrainOptions(
-        model="mlp", data_dir=str(tiny_mnist), out=str(tmp_path / "g.pt"), batch_size=100,
+        model="mlp", recipe="seed", data_dir=str(tiny_mnist), out=str(tmp_path / "g.pt"),
+        batch_size=100,
         train_limit=1000, test_limit=50, eval_every=3, plot=False,
     )
     result = train_module.train(options, on_event=events.append)

@@ -26,6 +26,8 @@ def test_mlp_learns_real_mnist_and_predicts_its_digits_as_png(real_mnist, tmp_pa
             "train",
             "--model",
             "mlp",
+            "--recipe",
+            "seed",
             "--data-dir",
             str(real_mnist),
             "--out",

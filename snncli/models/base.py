@@ -65,13 +65,15 @@ class SpikingNet(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def calibrate(self, x: torch.Tensor, rate: float = 0.1, steps: int = 20) -> list[float]:
+    def calibrate(self, x: torch.Tensor, rate: float = 0.03, steps: int = 20) -> list[float]:
         """Data-driven initialisation: scale each synaptic layer's weights, first to last, until
         the LIF layer it feeds fires at about `rate` (spikes per neuron per step) on images `x`.
 
         With PyTorch's default initialisation the deep layers of these networks are nearly
         silent, so surrogate gradients are tiny and training at a high learning rate sits at
-        chance for its first ~100 iterations. Returns the firing rate reached per layer.
+        chance for its first ~100 iterations. A low rate is enough: on the seed csnn recipe
+        (T=25) 0.03 reached 96.9% after 200 iterations where PyTorch's init reached 91.8%, while
+        0.1 made training worse (79.6%). Returns the firing rate reached per layer.
         """
         reached = []
         steps = min(steps, self.config.steps)
