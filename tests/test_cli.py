@@ -395,3 +395,15 @@ def test_grouped_progress_reads_report_every_iteration(tiny_mnist, tmp_path, mon
     assert [e["iteration"] for e in events if e["kind"] == "eval"] == [3, 6, 9, 10]
     seconds = [e["train_seconds"] for e in steps]
     assert seconds == sorted(seconds) and result.train_seconds >= seconds[-1] > 0
+
+
+def test_evaluate_in_bf16_scores_like_fp32(mlp_checkpoint, tiny_mnist):
+    reports = {}
+    for precision in ("fp32", "bf16"):
+        args = ["evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--json"]
+        result = run(*args, "--precision", precision)
+        assert result.exit_code == 0, result.output
+        reports[precision] = json.loads(result.stdout)
+    assert abs(reports["bf16"]["accuracy"] - reports["fp32"]["accuracy"]) <= 0.02
+    result = run("evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--precision", "fp8")
+    assert result.exit_code == 2
