@@ -5,10 +5,10 @@ time steps in chunks (all layers for steps 0..k, then k..2k, ...) and still get 
 step-by-step result.
 
 Each layer is one autograd node for all its steps (not T small ones): the forward pass runs the
-recurrence without building a graph and keeps only the membrane record; the backward pass
-computes every step's surrogate derivative at once and then runs the (linear) recurrence of
-the membrane gradient backwards in time. On CUDA both loops run inside one Triton kernel each
-(`snncli.triton_lif`); elsewhere they are a short PyTorch loop.
+recurrence without building a graph and keeps only the membrane record (fp32, also under bf16
+autocast); the backward pass computes every step's surrogate derivative at once and then runs
+the (linear) recurrence of the membrane gradient backwards in time. On CUDA both loops run
+inside one Triton kernel each (`snncli.triton_lif`); elsewhere they are a short PyTorch loop.
 """
 
 from __future__ import annotations
@@ -55,13 +55,18 @@ class TriangleSpike(torch.autograd.Function):
 # four functions as CUDA kernels.
 
 
-def subtract_forward(current, mem, beta: float, threshold: float):
-    """U[t] = beta*U[t-1] + I[t] - thr*(U[t-1] > thr) -> (membrane record U, U[T-1])."""
-    mems = torch.empty_like(current)
+def subtract_forward(current, mem, beta: float, threshold: float, spikes=None):
+    """U[t] = beta*U[t-1] + I[t] - thr*(U[t-1] > thr) -> (membrane record U, U[T-1]).
+
+    `current` may be bf16 (autocast); the membrane is fp32. `spikes`, if given, is filled
+    with S[t] = U[t] > thr in its own dtype (saves a pass over the record).
+    """
+    mems = torch.empty(current.shape, dtype=torch.float32, device=current.device)
+    spikes = torch.empty_like(mems) if spikes is None else spikes
+    reset = (mem > threshold).to(mem.dtype)
     for t in range(current.shape[0]):
-        reset = (mem > threshold).to(mem.dtype)
-        mem = torch.add(current[t], mem, alpha=beta).sub_(reset, alpha=threshold)
-        mems[t] = mem
+        mem = torch.add(current[t], mem, alpha=beta, out=mems[t]).sub_(reset, alpha=threshold)
+        reset = torch.gt(mem, threshold, out=spikes[t])
     return mems, mem
 
 
@@ -75,13 +80,17 @@ def subtract_backward(grad_spikes, grad_last, mems, beta, threshold, slope):
     return grad, grad[0] * beta
 
 
-def hard_reset_forward(current, v_reset, tau: float, threshold: float):
-    """V[t] = tau*Vr[t-1] + I[t]; Vr[t] = V[t]*(V[t] <= thr) -> (V record, Vr[T-1])."""
-    mems = torch.empty_like(current)
+def hard_reset_forward(current, v_reset, tau: float, threshold: float, spikes=None):
+    """V[t] = tau*Vr[t-1] + I[t]; Vr[t] = V[t]*(V[t] <= thr) -> (V record, Vr[T-1]).
+
+    As `subtract_forward`: fp32 membrane, `spikes` filled with V[t] > thr when given.
+    """
+    mems = torch.empty(current.shape, dtype=torch.float32, device=current.device)
+    spikes = torch.empty_like(mems) if spikes is None else spikes
     for t in range(current.shape[0]):
-        v = torch.add(current[t], v_reset, alpha=tau)
-        mems[t] = v
-        v_reset = v * (v <= threshold).to(v.dtype)
+        v = torch.add(current[t], v_reset, alpha=tau, out=mems[t])
+        fired = torch.gt(v, threshold, out=spikes[t])
+        v_reset = v.addcmul(v, fired, value=-1.0)
     return mems, v_reset
 
 
@@ -108,52 +117,75 @@ def _kernels(tensor: torch.Tensor):
     return sys.modules[__name__]
 
 
-def _call(name: str, tensor: torch.Tensor, *args):
-    """Run recurrence `name` with the device's kernels; if Triton fails to compile or launch
-    (an unsupported GPU or toolchain), warn once and use the PyTorch loop from then on."""
-    kernels = _kernels(tensor)
-    if kernels is sys.modules[__name__]:
-        return getattr(kernels, name)(*args)
-    try:
-        return getattr(kernels, name)(*args)
-    except Exception as error:  # noqa: BLE001 - any Triton failure has the same remedy
-        from . import triton_lif
+def _disable_triton(error: Exception) -> None:
+    from . import triton_lif
 
-        triton_lif.disable(f"{type(error).__name__}: {error}")
-        return globals()[name](*args)
+    triton_lif.disable(f"{type(error).__name__}: {error}")
+
+
+def _forward(reset: str, current, state, decay: float, threshold: float):
+    """-> (spikes in the current's dtype, membrane record, last state) with the device's
+    kernels; if Triton fails to compile or launch (an unsupported GPU or toolchain), warn once
+    and use the PyTorch loop from then on."""
+    name = "subtract_forward" if reset == "subtract" else "hard_reset_forward"
+    kernels = _kernels(current)
+    if kernels is not sys.modules[__name__]:
+        try:
+            mems, last = getattr(kernels, name)(current.float(), state, decay, threshold)
+            return (mems > threshold).to(current.dtype), mems, last
+        except Exception as error:  # noqa: BLE001 - any Triton failure has the same remedy
+            _disable_triton(error)
+    spikes = torch.empty(current.shape, dtype=current.dtype, device=current.device)
+    mems, last = globals()[name](current, state, decay, threshold, spikes)
+    return spikes, mems, last
+
+
+def _backward(reset: str, grad_spikes, grad_last, mems, decay, threshold, width):
+    """-> (dL/dI, dL/dstate) with the device's kernels (the PyTorch loop if Triton fails)."""
+    name = "subtract_backward" if reset == "subtract" else "hard_reset_backward"
+    args = (grad_spikes.float().contiguous(), grad_last.contiguous(), mems, decay, threshold,
+            width)
+    kernels = _kernels(mems)
+    if kernels is not sys.modules[__name__]:
+        try:
+            return getattr(kernels, name)(*args)
+        except Exception as error:  # noqa: BLE001
+            _disable_triton(error)
+    return globals()[name](*args)
 
 
 class LIFSequence(torch.autograd.Function):
     """All steps of one LIF layer as one autograd node: (current [T, N], state [N]) ->
-    (spikes [T, N], last state [N], membrane record [T, N], not differentiable)."""
+    (spikes [T, N] in the current's dtype, last state [N], membrane record [T, N] in fp32, not
+    differentiable). Under bf16 autocast the current and spikes are bf16 (spikes are exact),
+    so no casts are needed around the neighbouring layers; the membrane stays fp32."""
 
     @staticmethod
     def forward(ctx, current, state, reset: str, decay: float, threshold: float, width: float):
-        forward = "subtract_forward" if reset == "subtract" else "hard_reset_forward"
-        mems, last = _call(forward, current, current, state, decay, threshold)
+        spikes, mems, last = _forward(reset, current, state, decay, threshold)
         ctx.save_for_backward(mems)
         ctx.params = (reset, decay, threshold, width)
         ctx.mark_non_differentiable(mems)
-        return (mems > threshold).to(current.dtype), last, mems
+        return spikes, last, mems
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_last, _grad_mems):
         (mems,) = ctx.saved_tensors
-        reset, decay, threshold, width = ctx.params
-        backward = "subtract_backward" if reset == "subtract" else "hard_reset_backward"
-        grad_current, grad_state = _call(
-            backward, mems, grad_spikes.contiguous(), grad_last.contiguous(), mems, decay,
-            threshold, width,
-        )
+        grad_current, grad_state = _backward(*ctx.params[:1], grad_spikes, grad_last, mems,
+                                             *ctx.params[1:])
         return grad_current, grad_state, None, None, None, None
 
 
 def _run(current, state, reset, decay, threshold, width, record_membrane):
     """[T, B, ...] -> (spikes [T, B, ...], state [B, ...], membrane [T, B, ...] or None)."""
-    current = current.float().contiguous()  # the membrane is kept in fp32, also under autocast
-    flat = current.view(current.shape[0], -1)
-    state = flat.new_zeros(flat.shape[1]) if state is None else state.reshape(-1)
-    spikes, last, mems = LIFSequence.apply(flat, state, reset, decay, threshold, width)
+    # A static input's current arrives expanded over time (stride 0): reshape keeps it a view,
+    # so it is never copied T times.
+    flat = current.reshape(current.shape[0], -1)
+    if state is None:
+        state = torch.zeros(flat.shape[1], dtype=torch.float32, device=flat.device)
+    spikes, last, mems = LIFSequence.apply(
+        flat, state.reshape(-1), reset, decay, threshold, width
+    )
     shape = current.shape
     return (
         spikes.view(shape),

@@ -80,11 +80,19 @@ class SpikingNet(nn.Module):
         chunk, self.time_chunk = self.time_chunk, None  # one chunk: the hook sees all steps
         try:
             for index, layer in enumerate(self.synapses()):
+                # Bisection on a log scale of the weights' gain: firing responds steeply.
+                initial, gain, low, high = layer.weight.clone(), 1.0, None, None
                 for _ in range(40):
+                    layer.weight.copy_(initial * gain)
                     fired = self._firing_rate(x, index, steps)
                     if abs(fired - rate) <= 0.15 * rate:
                         break
-                    layer.weight.mul_(min(2.0, max(0.5, (rate / max(fired, 1e-4)) ** 0.5)))
+                    if fired < rate:
+                        low = gain
+                        gain = gain * 2 if high is None else (low * high) ** 0.5
+                    else:
+                        high = gain
+                        gain = gain / 2 if low is None else (low * high) ** 0.5
                 reached.append(fired)
         finally:
             self.time_chunk = chunk
