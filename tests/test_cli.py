@@ -86,7 +86,7 @@ def test_train_recipe_is_chosen_and_stored(tiny_mnist, tmp_path):
     recipe = torch.load(out, weights_only=True)["recipe"]
     assert recipe["recipe"] == "robust" and recipe["augment"] == "full" and recipe["epochs"] == 1
     result = run("train", "-m", "mlp", "--recipe", "fast", "--data-dir", tiny_mnist)
-    assert_user_error(result, "model 'mlp' has no recipe 'fast'; choose one of: robust, seed")
+    assert_user_error(result, "model 'mlp' has no recipe 'fast'; choose one of: best, robust, seed")
 
 
 def test_train_writes_best_last_metrics_and_plot(tiny_mnist, in_tmp):
