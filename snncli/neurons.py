@@ -117,41 +117,41 @@ def _kernels(tensor: torch.Tensor):
     return sys.modules[__name__]
 
 
-def _disable_triton(error: Exception) -> None:
-    from . import triton_lif
+def _on_triton(name: str, tensor: torch.Tensor, *args):
+    """Recurrence `name` as a Triton kernel when `tensor` is on a GPU that runs them, else None.
+    If Triton fails to compile or launch (an unsupported GPU or toolchain), warn once and leave
+    the work to the PyTorch loop from then on."""
+    kernels = _kernels(tensor)
+    if kernels is sys.modules[__name__]:
+        return None
+    try:
+        return getattr(kernels, name)(*args)
+    except Exception as error:  # noqa: BLE001 - any Triton failure has the same remedy
+        from . import triton_lif
 
-    triton_lif.disable(f"{type(error).__name__}: {error}")
+        triton_lif.disable(f"{type(error).__name__}: {error}")
+        return None
 
 
 def _forward(reset: str, current, state, decay: float, threshold: float):
-    """-> (spikes in the current's dtype, membrane record, last state) with the device's
-    kernels; if Triton fails to compile or launch (an unsupported GPU or toolchain), warn once
-    and use the PyTorch loop from then on."""
+    """-> (spikes in the current's dtype, membrane record, last state)."""
     name = "subtract_forward" if reset == "subtract" else "hard_reset_forward"
-    kernels = _kernels(current)
-    if kernels is not sys.modules[__name__]:
-        try:
-            mems, last = getattr(kernels, name)(current.float(), state, decay, threshold)
-            return (mems > threshold).to(current.dtype), mems, last
-        except Exception as error:  # noqa: BLE001 - any Triton failure has the same remedy
-            _disable_triton(error)
+    done = _on_triton(name, current, current.float(), state, decay, threshold)
+    if done is not None:
+        mems, last = done
+        return (mems > threshold).to(current.dtype), mems, last
     spikes = torch.empty(current.shape, dtype=current.dtype, device=current.device)
     mems, last = globals()[name](current, state, decay, threshold, spikes)
     return spikes, mems, last
 
 
 def _backward(reset: str, grad_spikes, grad_last, mems, decay, threshold, width):
-    """-> (dL/dI, dL/dstate) with the device's kernels (the PyTorch loop if Triton fails)."""
+    """-> (dL/dI, dL/dstate)."""
     name = "subtract_backward" if reset == "subtract" else "hard_reset_backward"
     args = (grad_spikes.float().contiguous(), grad_last.contiguous(), mems, decay, threshold,
             width)
-    kernels = _kernels(mems)
-    if kernels is not sys.modules[__name__]:
-        try:
-            return getattr(kernels, name)(*args)
-        except Exception as error:  # noqa: BLE001
-            _disable_triton(error)
-    return globals()[name](*args)
+    done = _on_triton(name, mems, *args)
+    return done if done is not None else globals()[name](*args)
 
 
 class LIFSequence(torch.autograd.Function):

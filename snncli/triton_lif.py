@@ -106,20 +106,17 @@ if triton is not None:
         gs_p = gs_ptr + last_row + offs
         m_p = mems_ptr + last_row + offs
         gc_p = gc_ptr + last_row + offs
-        # step T-1: surrogate g = gs / (slope*|U - thr| + 1)^2, plus the gradient of U[T-1]
-        den = tl.abs(tl.load(m_p, mask=mask, other=0.0) - threshold) * slope + 1.0
-        g = tl.div_rn(tl.load(gs_p, mask=mask, other=0.0), den * den)
-        acc = g + tl.load(gl_ptr + offs, mask=mask, other=0.0)
-        tl.store(gc_p, acc, mask=mask)
-        for _ in range(1, T):  # steps T-2 .. 0: gU[t] = g[t] + beta*gU[t+1]
+        carry = tl.load(gl_ptr + offs, mask=mask, other=0.0)  # dL/dU[t] from later steps
+        for _ in range(T):  # t = T-1 .. 0: gU[t] = g[t] + carry; carry = beta*gU[t]
+            # surrogate g = gs / (slope*|U - thr| + 1)^2
+            den = tl.abs(tl.load(m_p, mask=mask, other=0.0) - threshold) * slope + 1.0
+            acc = tl.div_rn(tl.load(gs_p, mask=mask, other=0.0), den * den) + carry
+            tl.store(gc_p, acc, mask=mask)
+            carry = acc * beta
             gs_p -= N
             m_p -= N
             gc_p -= N
-            den = tl.abs(tl.load(m_p, mask=mask, other=0.0) - threshold) * slope + 1.0
-            g = tl.div_rn(tl.load(gs_p, mask=mask, other=0.0), den * den)
-            acc = tl.fma(acc, beta, g)
-            tl.store(gc_p, acc, mask=mask)
-        tl.store(gstate_ptr + offs, acc * beta, mask=mask)
+        tl.store(gstate_ptr + offs, carry, mask=mask)
 
     @triton.jit
     def _hard_reset_forward_kernel(
@@ -150,23 +147,20 @@ if triton is not None:
         gs_p = gs_ptr + last_row + offs
         m_p = mems_ptr + last_row + offs
         gc_p = gc_ptr + last_row + offs
-        # step T-1: g = gs * max(0, gamma - |V - thr|)/gamma^2; the state gradient passes
-        # through only where the neuron did not spike (the reset is detached)
-        x = tl.load(m_p, mask=mask, other=0.0) - threshold
-        g = tl.load(gs_p, mask=mask, other=0.0) * (tl.maximum(gamma - tl.abs(x), 0.0) * inv_gamma2)
-        keep = (x <= 0.0).to(tl.float32)
-        acc = g + keep * tl.load(gl_ptr + offs, mask=mask, other=0.0)
-        tl.store(gc_p, acc, mask=mask)
-        for _ in range(1, T):  # steps T-2 .. 0: gV[t] = g[t] + tau*keep[t]*gV[t+1]
-            gs_p -= N
-            m_p -= N
-            gc_p -= N
+        carry = tl.load(gl_ptr + offs, mask=mask, other=0.0)  # dL/dVr[t] from later steps
+        for _ in range(T):  # t = T-1 .. 0: gV[t] = g[t] + keep[t]*carry; carry = tau*gV[t]
+            # g = gs * max(0, gamma - |V - thr|)/gamma^2; the state gradient passes only where
+            # the neuron did not spike (the reset is detached)
             x = tl.load(m_p, mask=mask, other=0.0) - threshold
             tri = tl.maximum(gamma - tl.abs(x), 0.0) * inv_gamma2
             g = tl.load(gs_p, mask=mask, other=0.0) * tri
-            acc = g + ((x <= 0.0).to(tl.float32) * tau) * acc
+            acc = g + (x <= 0.0).to(tl.float32) * carry
             tl.store(gc_p, acc, mask=mask)
-        tl.store(gstate_ptr + offs, acc * tau, mask=mask)
+            carry = acc * tau
+            gs_p -= N
+            m_p -= N
+            gc_p -= N
+        tl.store(gstate_ptr + offs, carry, mask=mask)
 
 
 # --- launch ---------------------------------------------------------------------------------
