@@ -91,6 +91,11 @@ class Init(str, Enum):
     calibrated = "calibrated"
 
 
+class Norm(str, Enum):
+    none = "none"
+    batch = "batch"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -108,7 +113,7 @@ PrecisionOption = typer.Option(
 @app.command("models")
 def models_command() -> None:
     """List the registered models and their training recipes."""
-    from .registry import create_model, get_model_spec, list_models
+    from .registry import RECIPE_KEYS, create_model, get_model_spec, list_models
 
     table = Table(title="Registered models")
     for column in ("name", "parameters", "time steps", "summary"):
@@ -122,30 +127,21 @@ def models_command() -> None:
         params = sum(p.numel() for p in model.parameters())
         steps = spec.recipes[spec.default_recipe]["steps"]
         table.add_row(name, f"{params:,}", str(steps), spec.summary)
+        # One column per recipe, one row per setting: stays narrow however many settings.
         recipes = Table(
-            title=f"{name} recipes (snn train -m {name} --recipe NAME; * = default)",
+            title=f"{name} recipes (--recipe NAME; * = default)",
             box=box.SIMPLE_HEAD,
             show_edge=False,
             pad_edge=False,
-            collapse_padding=True,
         )
-        columns = ("recipe", "epochs", "batch", "optim", "lr", "schedule", "T", "augment")
-        for column in (*columns, "init"):
-            recipes.add_column(column, no_wrap=True)
-        for recipe_name, r in spec.recipes.items():
-            label = recipe_name + (" *" if recipe_name == spec.default_recipe else "")
-            decay = f" wd {r['weight_decay']:g}" if r["weight_decay"] else ""
-            recipes.add_row(
-                label,
-                str(r["epochs"]),
-                str(r["batch_size"]),
-                r["optimizer"] + decay,
-                f"{r['lr']:g}",
-                r["schedule"],
-                str(r["steps"]),
-                r["augment"],
-                r["init"],
-            )
+        recipes.add_column("setting", no_wrap=True)
+        for recipe_name in spec.recipes:
+            default = recipe_name == spec.default_recipe
+            recipes.add_column(recipe_name + (" *" if default else ""), no_wrap=True)
+        for key in RECIPE_KEYS:
+            label = "time steps" if key == "steps" else key.replace("_", " ")
+            recipes.add_row(label, *(f"{r[key]:g}" if isinstance(r[key], float) else str(r[key])
+                                     for r in spec.recipes.values()))
         recipe_tables.append(recipes)
     out.print(table)
     for recipes in recipe_tables:
@@ -193,6 +189,18 @@ def train_command(
         help="pytorch (default layer init) or calibrated (weights scaled until every spiking "
         "layer fires). Default: the recipe's.",
     ),
+    norm: Norm = typer.Option(
+        None,
+        "--norm",
+        help="none, or batch (batch norm before each hidden spiking layer). Default: the "
+        "recipe's.",
+    ),
+    loss: str = typer.Option(
+        None,
+        "--loss",
+        help="Training loss: csnn rate or count (cross-entropy of each step's spikes, or of the "
+        "spike counts); mlp mean. Default: the recipe's.",
+    ),
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
     from .train import TrainOptions, train
@@ -216,6 +224,8 @@ def train_command(
         precision=precision.value,
         augment=augment.value if augment else None,
         init=init.value if init else None,
+        norm=norm.value if norm else None,
+        loss=loss,
     )
     with TrainProgress(out) as progress:
         result = train(options, on_event=progress.handle)

@@ -41,11 +41,14 @@ RECIPE_KEYS = (
     "steps",
     "augment",  # none, light (MNIST-sized shifts/rotations) or full (also scale and stroke)
     "init",  # pytorch (default layer init), or calibrated (scaled to fire; see calibrate())
+    "norm",  # none, or batch (batch norm before each hidden LIF layer; folds away at inference)
+    "loss",  # one of the model class's `losses` (csnn: rate or count; mlp: mean)
 )
 AUGMENT_LEVELS = ("none", "light", "full")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "onecycle")
 INITS = ("pytorch", "calibrated")
+NORMS = ("none", "batch")
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -57,16 +60,27 @@ def register_model(spec: ModelSpec) -> ModelSpec:
         missing = [k for k in RECIPE_KEYS if k not in recipe]
         if missing:
             raise ValueError(f"model {spec.name!r} recipe {name!r} lacks {', '.join(missing)}")
-        for key, valid in (
-            ("augment", AUGMENT_LEVELS),
-            ("optimizer", OPTIMIZERS),
-            ("schedule", SCHEDULES),
-            ("init", INITS),
-        ):
-            if recipe[key] not in valid:
-                raise ValueError(f"model {spec.name!r} recipe {name!r}: bad {key} {recipe[key]!r}")
+        problem = recipe_problem(spec, recipe)
+        if problem:
+            raise ValueError(f"model {spec.name!r} recipe {name!r}: {problem}")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def recipe_problem(spec: ModelSpec, recipe: dict[str, Any]) -> str | None:
+    """The first setting of `recipe` that `spec`'s model cannot train with, as a message."""
+    choices = {
+        "augment": AUGMENT_LEVELS,
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+        "init": INITS,
+        "norm": NORMS,
+        "loss": getattr(spec.build, "losses", (recipe["loss"],)),  # the model class's own
+    }
+    for key, valid in choices.items():
+        if recipe[key] not in valid:
+            return f"unknown {key} {recipe[key]!r}; choose one of: {', '.join(valid)}"
+    return None
 
 
 def list_models() -> list[str]:

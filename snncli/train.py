@@ -24,7 +24,7 @@ from .checkpoint import (
 from .data import Split, batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
-from .registry import AUGMENT_LEVELS, INITS, get_model_spec, get_recipe
+from .registry import get_model_spec, get_recipe, recipe_problem
 from .runtime import check_backend, resolve_device, resolve_precision, tune_for_device
 
 
@@ -47,6 +47,8 @@ class TrainOptions:
     precision: str = "fp32"  # or "bf16" (autocast of conv/linear), "auto" (bf16 if native)
     augment: str | None = None  # none, light or full (see snncli.augment); None = recipe's
     init: str | None = None  # pytorch or calibrated; None = recipe's
+    norm: str | None = None  # none or batch; None = recipe's
+    loss: str | None = None  # one of the model's losses; None = recipe's
     plot: bool = True
 
 
@@ -73,15 +75,13 @@ def resolve_recipe(options: TrainOptions) -> dict:
     for name in ("epochs", "steps", "batch_size", "lr", "train_limit", "test_limit", "eval_every"):
         _positive(name, getattr(options, name))
     recipe = get_recipe(spec, options.recipe)
-    for name in ("epochs", "steps", "batch_size", "lr", "augment", "init"):
+    for name in ("epochs", "steps", "batch_size", "lr", "augment", "init", "norm", "loss"):
         if getattr(options, name) is not None:
             recipe[name] = getattr(options, name)
     recipe["seed"] = options.seed
-    if recipe["augment"] not in AUGMENT_LEVELS:
-        valid = ", ".join(AUGMENT_LEVELS)
-        raise SnnError(f"unknown augmentation {recipe['augment']!r}; choose one of: {valid}")
-    if recipe["init"] not in INITS:
-        raise SnnError(f"unknown init {recipe['init']!r}; choose one of: {', '.join(INITS)}")
+    problem = recipe_problem(spec, recipe)
+    if problem:
+        raise SnnError(f"model {spec.name!r}: {problem}")
     return recipe
 
 
@@ -136,7 +136,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
         test_set = Split(test_set.images.to(device), test_set.labels.to(device))
 
     torch.manual_seed(options.seed)
-    model = spec.build(spec.config_cls(steps=recipe["steps"])).to(device)
+    model = spec.build(spec.config_cls(steps=recipe["steps"], norm=recipe["norm"])).to(device)
     tune_for_device(model, device, recipe["batch_size"])
     model.backend = check_backend(options.backend)
     model.precision = precision
@@ -234,7 +234,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
             x = normalise(images, **norm)
             labels = labels.to(device)
             record = model(x)
-            loss = model.loss(record, labels, recipe["label_smoothing"])
+            loss = model.loss(record, labels, recipe["label_smoothing"], recipe["loss"])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -55,7 +55,9 @@ class TrainProgress:
                 f"training on [bold]{event['device']}[/] with recipe {r['recipe']}: "
                 f"{r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']:g} "
                 f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
-                f"{r['init']} init, {event['precision']}",
+                f"{r['init']} init, "
+                + ("batch norm, " if r.get("norm") == "batch" else "")
+                + f"{r['loss']} loss, {event['precision']}",
                 highlight=False,
             )
             self.task = self.progress.add_task(

@@ -362,7 +362,7 @@ def test_train_overrides_augmentation_and_calibrates_when_the_recipe_says(tiny_m
         "--init", "calibrated", "--epochs", "1",
     )
     assert result.exit_code == 0, result.output
-    assert "augmentation light" in result.output and "calibrated init, bf16" in result.output
+    assert "augmentation light" in result.output and "calibrated init, mean loss, bf16" in result.output
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["recipe"]["augment"] == "light" and ckpt["recipe"]["init"] == "calibrated"
     assert ckpt["metrics"]["precision"] == "bf16"
@@ -373,8 +373,16 @@ def test_train_overrides_augmentation_and_calibrates_when_the_recipe_says(tiny_m
 def test_models_shows_each_recipes_settings():
     result = run("models")
     assert result.exit_code == 0
-    for word in ("augment", "init", "pytorch", "onecycle", "full", "none"):
-        assert word in result.output
+    rows = {}
+    for line in result.output.splitlines():
+        words = line.split()
+        if words:
+            rows.setdefault(words[0], []).append(words[1:])
+    assert rows["setting"] == [["seed", "robust", "*", "best"], ["seed", "robust", "best", "*"]]
+    assert rows["norm"] == [["none", "none", "batch"], ["none", "none", "none"]]
+    assert rows["loss"] == [["rate", "rate", "count"], ["mean", "mean", "mean"]]
+    assert rows["augment"] == [["none", "full", "light"], ["none", "full", "light"]]
+    assert rows["schedule"][0] == ["constant", "onecycle", "onecycle"]
 
 
 def test_grouped_progress_reads_report_every_iteration(tiny_mnist, tmp_path, monkeypatch):
@@ -407,3 +415,39 @@ def test_evaluate_in_bf16_scores_like_fp32(mlp_checkpoint, tiny_mnist):
     assert abs(reports["bf16"]["accuracy"] - reports["fp32"]["accuracy"]) <= 0.02
     result = run("evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--precision", "fp8")
     assert result.exit_code == 2
+
+
+def test_batch_norm_recipe_trains_and_its_checkpoint_evaluates(tiny_mnist, tmp_path):
+    out = tmp_path / "bn.pt"
+    result = run(
+        "train", "-m", "csnn", "--recipe", "best", "--data-dir", tiny_mnist, "--out", out,
+        "--train-limit", "256", "--test-limit", "50", "--epochs", "1", "--steps", "3",
+    )
+    assert result.exit_code == 0, result.output
+    assert "batch norm" in result.output
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["config"]["norm"] == "batch" and ckpt["recipe"]["norm"] == "batch"
+    assert ckpt["state_dict"]["norm2.running_var"].shape == (64,)
+    # At least one update per batch of 128 (more where a CPU runs the steps in chunks)
+    assert ckpt["state_dict"]["norm2.num_batches_tracked"] >= 2
+    args = ["evaluate", out, "--data-dir", tiny_mnist, "--limit", 50, "--json"]
+    report = json.loads(run(*args, "--steps-sweep", "1,3").stdout)
+    assert len(report["firing_rates"]) == 4 and report["synops_per_image"] > 0
+    assert report["steps_sweep"][-1]["accuracy"] == report["accuracy"]
+
+
+def test_norm_and_loss_override_the_recipe(tiny_mnist, tmp_path):
+    out = tmp_path / "o.pt"
+    args = ["train", "--data-dir", tiny_mnist, "--out", out, "--train-limit", "128",
+            "--test-limit", "20", "--epochs", "1", "--steps", "2"]
+    result = run(*args, "-m", "csnn", "--recipe", "best", "--norm", "none", "--loss", "rate")
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(out, weights_only=True)
+    assert (ckpt["recipe"]["norm"], ckpt["recipe"]["loss"]) == ("none", "rate")
+    assert ckpt["config"]["norm"] == "none" and not any("norm" in k for k in ckpt["state_dict"])
+    assert_user_error(
+        run(*args, "-m", "mlp", "--loss", "count"),
+        "model 'mlp': unknown loss 'count'; choose one of: mean",
+    )
+    result = run(*args, "-m", "mlp", "--norm", "group")
+    assert result.exit_code == 2 and "group" in result.output

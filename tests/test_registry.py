@@ -167,7 +167,8 @@ def test_a_recipe_with_an_unknown_setting_is_refused_at_registration():
 
     recipe = dict(get_model_spec("mlp").recipes["seed"], augment="extreme")
     spec = ModelSpec("bad", "x", dict, lambda c: None, recipes={"seed": recipe})
-    with pytest.raises(ValueError, match="recipe 'seed': bad augment 'extreme'"):
+    message = "recipe 'seed': unknown augment 'extreme'; choose one of: none, light, full"
+    with pytest.raises(ValueError, match=message):
         register_model(spec)
     assert "bad" not in list_models()
 
@@ -180,3 +181,33 @@ def test_label_smoothing_penalises_certainty(name):
     target = torch.tensor([3, 7])
     plain, smoothed = model.loss(record, target), model.loss(record, target, 0.1)
     assert smoothed > plain + 0.05
+
+
+def test_csnn_losses_are_snntorchs_rate_and_count_cross_entropy():
+    import snntorch.functional as SF
+
+    model = create_model("csnn")
+    torch.manual_seed(12)
+    record = (torch.rand(8, 5, 10) > 0.6).float()
+    target = torch.tensor([1, 4, 4, 0, 9])
+    rate, count = model.loss(record, target), model.loss(record, target, kind="count")
+    torch.testing.assert_close(rate, SF.ce_rate_loss()(record, target).reshape(()))
+    torch.testing.assert_close(count, SF.ce_count_loss()(record, target).reshape(()))
+    assert model.loss(record, target, kind="rate") == rate and abs(rate - count) > 0.05
+    # The count loss stops pulling on images whose margin is already large; the rate loss does not.
+    certain = torch.zeros(8, 1, 10)
+    certain[:, 0, 3] = 1.0
+    target = torch.tensor([3])
+    assert model.loss(certain, target, kind="count") < 0.01 < model.loss(certain, target)
+
+
+def test_a_recipe_with_a_loss_its_model_lacks_is_refused():
+    from snncli.registry import ModelSpec, register_model
+
+    spec = get_model_spec("mlp")
+    recipe = dict(spec.recipes["seed"], loss="count")
+    bad = ModelSpec("bad-loss", "x", spec.config_cls, spec.build, recipes={"seed": recipe})
+    message = "recipe 'seed': unknown loss 'count'; choose one of: mean"
+    with pytest.raises(ValueError, match=message):
+        register_model(bad)
+    assert "bad-loss" not in list_models()

@@ -23,6 +23,7 @@ class SpikingNet(nn.Module):
     """
 
     output_is_spikes: bool = True
+    losses: tuple[str, ...] = ()  # training criteria `loss` knows; the first is the default
 
     def __init__(self, config):
         super().__init__()
@@ -56,12 +57,14 @@ class SpikingNet(nn.Module):
         """[T, B, C] -> [B, C] scores: spike counts (spiking output) or mean output."""
         return record.sum(0) if self.output_is_spikes else record.mean(0)
 
-    def loss(self, record: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0):
-        """The training criterion; `smoothing` is cross-entropy label smoothing."""
+    def loss(self, record, target, smoothing: float = 0.0, kind: str | None = None):
+        """Training criterion `kind` (one of `losses`; None = the first); `smoothing` is
+        cross-entropy label smoothing."""
         raise NotImplementedError
 
     def synapses(self) -> list[nn.Module]:
-        """The layer feeding each LIF layer of `self.lifs`, in order."""
+        """The layer whose weight scales each LIF layer's input current (the synaptic layer,
+        or the batch norm after it), one per layer of `self.lifs`, in order."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -78,6 +81,8 @@ class SpikingNet(nn.Module):
         reached = []
         steps = min(steps, self.config.steps)
         chunk, self.time_chunk = self.time_chunk, None  # one chunk: the hook sees all steps
+        # Batch norm's running statistics would drift with the trial gains: keep them as they were.
+        buffers = {name: b.clone() for name, b in self.named_buffers()}
         try:
             for index, layer in enumerate(self.synapses()):
                 # Bisection on a log scale of the weights' gain: firing responds steeply.
@@ -96,6 +101,8 @@ class SpikingNet(nn.Module):
                 reached.append(fired)
         finally:
             self.time_chunk = chunk
+            for name, b in self.named_buffers():
+                b.copy_(buffers[name])
         return reached
 
     def _firing_rate(self, x: torch.Tensor, index: int, steps: int) -> float:

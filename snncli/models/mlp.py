@@ -21,12 +21,14 @@ class MLPConfig:
     gamma: float = 1.0  # triangle surrogate width
     hidden: int = 512
     num_classes: int = 10
+    norm: str = "none"  # or "batch": batch norm after fc1 and fc2 (folds away at inference)
 
 
 class MLP(SpikingNet):
     """784→512→LIF→512→LIF→10; the readout is the last layer's output averaged over time."""
 
     output_is_spikes = False
+    losses = ("mean",)
 
     def __init__(self, config: MLPConfig):
         super().__init__(config)
@@ -35,15 +37,19 @@ class MLP(SpikingNet):
         self.fc2 = nn.Linear(c.hidden, c.hidden)
         self.fc3 = nn.Linear(c.hidden, c.num_classes)
         self.lifs = nn.ModuleList(LeakyHardReset(c.tau, c.threshold, c.gamma) for _ in range(2))
+        batch_norm = c.norm == "batch"
+        self.norm1 = nn.BatchNorm1d(c.hidden) if batch_norm else nn.Identity()
+        self.norm2 = nn.BatchNorm1d(c.hidden) if batch_norm else nn.Identity()
 
     def forward_engine(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         # Direct encoding repeats the image, so the first layer's current is computed once.
-        current1 = self.fc1(x.flatten(1))
+        current1 = self.norm1(self.fc1(x.flatten(1)))
         states = [None] * 2
         record = []
         for _, k in self.chunks(steps):
             s, states[0], _ = self.lifs[0](current1.expand(k, *current1.shape), states[0])
-            s, states[1], _ = self.lifs[1](self.fc2(s), states[1])
+            current2 = self.norm2(self.fc2(s).flatten(0, 1)).view(k, *current1.shape)
+            s, states[1], _ = self.lifs[1](current2, states[1])
             record.append(self.fc3(s))
         return torch.cat(record)
 
@@ -66,12 +72,14 @@ class MLP(SpikingNet):
         flat = x.flatten(1)
         record = []
         for _ in range(steps):
-            spk, mems[0] = lifs[0](self.fc1(flat), mems[0])
-            spk, mems[1] = lifs[1](self.fc2(spk), mems[1])
+            spk, mems[0] = lifs[0](self.norm1(self.fc1(flat)), mems[0])
+            spk, mems[1] = lifs[1](self.norm2(self.fc2(spk)), mems[1])
             record.append(self.fc3(spk))
         return torch.stack(record)
 
     def synapses(self) -> list[nn.Module]:
+        if self.config.norm == "batch":
+            return [self.norm1, self.norm2]
         return [self.fc1, self.fc2]
 
     def spiking_layers(self) -> list[tuple[str, int]]:
@@ -80,7 +88,7 @@ class MLP(SpikingNet):
     def dense_macs(self) -> int:
         return self.fc1.in_features * self.fc1.out_features  # computed once: static input
 
-    def loss(self, record: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0):
+    def loss(self, record, target, smoothing: float = 0.0, kind: str | None = None):
         """Cross-entropy of the output averaged over time."""
         return F.cross_entropy(record.mean(0), target, label_smoothing=smoothing)
 
@@ -105,6 +113,8 @@ register_model(
                 "steps": 6,
                 "augment": "none",
                 "init": "pytorch",
+                "norm": "none",
+                "loss": "mean",
             },
             "robust": {
                 "epochs": 3,
@@ -118,6 +128,8 @@ register_model(
                 "steps": 6,
                 "augment": "full",
                 "init": "pytorch",
+                "norm": "none",
+                "loss": "mean",
             },
             # The most accurate on MNIST (see benchmarks/README.md, recipe experiments): light
             # augmentation (MNIST-sized shifts and rotations), label smoothing 0.1 and a long
@@ -134,6 +146,8 @@ register_model(
                 "steps": 6,
                 "augment": "light",
                 "init": "pytorch",
+                "norm": "none",
+                "loss": "mean",
             },
         },
         normalisation=(0.1307, 0.3081),
