@@ -186,6 +186,8 @@ def test_predict_tables_show_spike_counts_of_the_csnn(tiny_mnist, tmp_path):
         "50",
         "--device",
         "cpu",
+        "--epochs",
+        "1",
     )
     assert result.exit_code == 0, result.output
     images = [tmp_path / "a.png", tmp_path / "b.png"]
@@ -200,7 +202,7 @@ def test_predict_tables_show_spike_counts_of_the_csnn(tiny_mnist, tmp_path):
     assert len(counts) == 10 and all(isinstance(c, int) and 0 <= c <= 3 for c in counts)
     assert prediction["scores"] == counts
     recipe = torch.load(out, weights_only=True)["recipe"]
-    assert recipe["recipe"] == "robust" and recipe["steps"] == 3  # the default, overridden
+    assert recipe["recipe"] == "best" and recipe["steps"] == 3  # the default, overridden
 
 
 def test_unknown_model(in_tmp, tiny_mnist):
@@ -362,7 +364,8 @@ def test_train_overrides_augmentation_and_calibrates_when_the_recipe_says(tiny_m
         "--init", "calibrated", "--epochs", "1",
     )
     assert result.exit_code == 0, result.output
-    assert "augmentation light" in result.output and "calibrated init, mean loss, bf16" in result.output
+    assert "augmentation light" in result.output
+    assert "calibrated init, mean loss, bf16" in result.output
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["recipe"]["augment"] == "light" and ckpt["recipe"]["init"] == "calibrated"
     assert ckpt["metrics"]["precision"] == "bf16"
@@ -378,7 +381,7 @@ def test_models_shows_each_recipes_settings():
         words = line.split()
         if words:
             rows.setdefault(words[0], []).append(words[1:])
-    assert rows["setting"] == [["seed", "robust", "*", "best"], ["seed", "robust", "best", "*"]]
+    assert rows["setting"] == [["seed", "robust", "best", "*"]] * 2
     assert rows["norm"] == [["none", "none", "batch"], ["none", "none", "none"]]
     assert rows["loss"] == [["rate", "rate", "count"], ["mean", "mean", "mean"]]
     assert rows["augment"] == [["none", "full", "light"], ["none", "full", "light"]]
@@ -434,6 +437,13 @@ def test_batch_norm_recipe_trains_and_its_checkpoint_evaluates(tiny_mnist, tmp_p
     report = json.loads(run(*args, "--steps-sweep", "1,3").stdout)
     assert len(report["firing_rates"]) == 4 and report["synops_per_image"] > 0
     assert report["steps_sweep"][-1]["accuracy"] == report["accuracy"]
+    image = tmp_path / "one.png"  # a single image: batch norm must use its running statistics
+    big_photo(5, 0).save(image)
+    result = run("predict", image, "--checkpoint", out, "--json")
+    assert result.exit_code == 0, result.output
+    (prediction,) = json.loads(result.stdout)
+    counts = prediction["spike_counts"]
+    assert len(counts) == 10 and all(0 <= c <= 3 for c in counts)  # at most T=3 spikes each
 
 
 def test_norm_and_loss_override_the_recipe(tiny_mnist, tmp_path):
