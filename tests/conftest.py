@@ -105,3 +105,21 @@ def real_mnist() -> Path:
     if not (path / "t10k-images-idx3-ubyte.gz").is_file() and os.environ.get("CI") != "true":
         pytest.skip("real MNIST not found at ../shared/data/mnist")
     return path
+
+
+@pytest.fixture()
+def run_both_backends():
+    """fn(model, x, target, steps) -> {backend: (output record, parameter gradients)}, for
+    comparing the engine with the snnTorch reference on the same weights."""
+
+    def run(model, x, target, steps):
+        results = {}
+        for backend in ("snntorch", "engine"):
+            model.backend = backend
+            model.zero_grad()
+            record = model(x, steps=steps)
+            model.loss(record, target).backward()
+            results[backend] = (record.detach(), [p.grad.clone() for p in model.parameters()])
+        return results
+
+    return run

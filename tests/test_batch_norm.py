@@ -49,7 +49,7 @@ def test_batch_norm_statistics_span_time_and_batch(name):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_batch_norm_engine_matches_the_snntorch_reference_in_eval(name):
+def test_batch_norm_engine_matches_the_snntorch_reference_in_eval(name, run_both_backends):
     torch.manual_seed(9)
     model = create_model(name, norm="batch")
     with torch.no_grad():  # a stronger last layer, so the (unnormalised) output spikes too
@@ -60,14 +60,7 @@ def test_batch_norm_engine_matches_the_snntorch_reference_in_eval(name):
     x = torch.rand(6, 1, 28, 28)
     model(x, steps=6)  # training mode: running statistics move off their initial values
     model.eval()
-    target = torch.tensor([0, 1, 2, 3, 4, 5])
-    results = {}
-    for backend in ("snntorch", "engine"):
-        model.backend = backend
-        model.zero_grad()
-        record = model(x, steps=6)
-        model.loss(record, target).backward()
-        results[backend] = (record.detach(), [p.grad.clone() for p in model.parameters()])
+    results = run_both_backends(model, x, torch.tensor([0, 1, 2, 3, 4, 5]), steps=6)
     (ref, ref_grads), (ours, our_grads) = results["snntorch"], results["engine"]
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
     assert ours.abs().sum() > 0

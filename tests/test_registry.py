@@ -128,21 +128,14 @@ def test_running_time_in_chunks_gives_the_same_result(name):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_engine_matches_the_snntorch_reference_forward_and_backward(name):
+def test_engine_matches_the_snntorch_reference_forward_and_backward(name, run_both_backends):
     torch.manual_seed(3)
     model = create_model(name)
     with torch.no_grad():  # stronger weights so every layer, the output too, spikes at init
         for p in model.parameters():
             p.mul_(4)
     x = torch.rand(4, 1, 28, 28)
-    target = torch.tensor([0, 3, 5, 9])
-    results = {}
-    for backend in ("snntorch", "engine"):
-        model.backend = backend
-        model.zero_grad()
-        record = model(x, steps=8)
-        model.loss(record, target).backward()
-        results[backend] = (record.detach(), [p.grad.clone() for p in model.parameters()])
+    results = run_both_backends(model, x, torch.tensor([0, 3, 5, 9]), steps=8)
     ref, ours = results["snntorch"], results["engine"]
     if model.output_is_spikes:
         assert torch.equal(ours[0], ref[0]) and ours[0].sum() > 0
