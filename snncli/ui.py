@@ -56,7 +56,7 @@ class TrainProgress:
                 f"{r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']:g} "
                 f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
                 f"{r['init']} init, "
-                + ("batch norm, " if r.get("norm") == "batch" else "")
+                + ("batch norm, " if r["norm"] == "batch" else "")
                 + f"{r['loss']} loss, {event['precision']}",
                 highlight=False,
             )

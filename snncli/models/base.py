@@ -44,6 +44,11 @@ class SpikingNet(nn.Module):
     def forward_engine(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         raise NotImplementedError
 
+    @staticmethod
+    def over_time(norm: nn.Module, current: torch.Tensor) -> torch.Tensor:
+        """A 1-d norm applied to [T, B, F] with statistics over time x batch (tdBN)."""
+        return norm(current.flatten(0, 1)).view(current.shape)
+
     def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         """The reference: snnTorch neurons, every layer run once per time step."""
         raise NotImplementedError

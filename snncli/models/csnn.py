@@ -70,8 +70,7 @@ class CSNN(SpikingNet):
             cur = F.max_pool2d(self.norm2(self.conv2(s)), 2).permute(0, 2, 3, 1)
             s, states[1], _ = self.lifs[1](cur.reshape(k, batch, *cur.shape[1:]), states[1])
             cur = F.linear(s.flatten(2), fc1_weight, self.fc1.bias)
-            s, states[2], _ = self.lifs[2](self.norm3(cur.flatten(0, 1)).view(cur.shape),
-                                           states[2])
+            s, states[2], _ = self.lifs[2](self.over_time(self.norm3, cur), states[2])
             s, states[3], _ = self.lifs[3](self.fc2(s), states[3])
             record.append(s)
         return torch.cat(record)

@@ -48,8 +48,7 @@ class MLP(SpikingNet):
         record = []
         for _, k in self.chunks(steps):
             s, states[0], _ = self.lifs[0](current1.expand(k, *current1.shape), states[0])
-            current2 = self.norm2(self.fc2(s).flatten(0, 1)).view(k, *current1.shape)
-            s, states[1], _ = self.lifs[1](current2, states[1])
+            s, states[1], _ = self.lifs[1](self.over_time(self.norm2, self.fc2(s)), states[1])
             record.append(self.fc3(s))
         return torch.cat(record)
 
