@@ -149,6 +149,8 @@ def batches(split: Split, batch_size: int, shuffle: bool = False, generator=None
     """Yield (images, labels) slices; the last partial batch is kept so every image counts."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else None
+    if order is not None and split.images.is_cuda:  # one copy per epoch, not one per batch
+        order = order.to(split.images.device)
     for start in range(0, n, batch_size):
         if order is None:
             yield split.images[start : start + batch_size], split.labels[start : start + batch_size]

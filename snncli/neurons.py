@@ -51,52 +51,66 @@ class TriangleSpike(torch.autograd.Function):
 
 
 # --- the recurrences in plain PyTorch (CPU, MPS, and CUDA without Triton) -------------------
-# Shapes: current/mems/grads [T, N]; state and grad_last [N]. `snncli.triton_lif` has the same
-# four functions as CUDA kernels.
+# Shapes: current [T, N], or [N] for a static current (the same every step; `steps` says how
+# many); mems and grads [T, N]; state and grad_last [N]. `snncli.triton_lif` has the same four
+# functions as CUDA kernels.
 
 
-def subtract_forward(current, mem, beta: float, threshold: float, spikes=None):
-    """U[t] = beta*U[t-1] + I[t] - thr*(U[t-1] > thr) -> (membrane record U, U[T-1]).
+def _steps(current, steps):
+    """(T, the current of step t) for a time-varying ([T, N]) or static ([N]) current."""
+    if steps is None:
+        return current.shape[0], lambda t: current[t]
+    return steps, lambda t: current
 
-    `current` may be bf16 (autocast); the membrane is fp32. `spikes`, if given, is filled
-    with S[t] = U[t] > thr in its own dtype (saves a pass over the record).
-    """
-    mems = torch.empty(current.shape, dtype=torch.float32, device=current.device)
-    spikes = torch.empty_like(mems) if spikes is None else spikes
+
+def subtract_forward(current, mem, beta: float, threshold: float, steps: int | None = None):
+    """U[t] = beta*U[t-1] + I[t] - thr*(U[t-1] > thr) -> (spikes S[t] = U[t] > thr in the
+    current's dtype, membrane record U in fp32, U[T-1]). The current may be bf16 (autocast)."""
+    t_steps, current_at = _steps(current, steps)
+    n = current.shape[-1]
+    mems = torch.empty(t_steps, n, dtype=torch.float32, device=current.device)
+    spikes = torch.empty(t_steps, n, dtype=current.dtype, device=current.device)
     reset = (mem > threshold).to(mem.dtype)
-    for t in range(current.shape[0]):
-        mem = torch.add(current[t], mem, alpha=beta, out=mems[t]).sub_(reset, alpha=threshold)
+    for t in range(t_steps):
+        mem = torch.add(current_at(t), mem, alpha=beta, out=mems[t]).sub_(reset, alpha=threshold)
         reset = torch.gt(mem, threshold, out=spikes[t])
-    return mems, mem
+    return spikes, mems, mem
 
 
-def subtract_backward(grad_spikes, grad_last, mems, beta, threshold, slope):
-    """-> (dL/dI [T, N], dL/dU[-1]). S = H(U - thr) with the fast-sigmoid surrogate; the reset
-    is detached (as in snnTorch), so dU[t+1]/dU[t] = beta."""
+def _current_grad(grad, static: bool, dtype):
+    """dL/dI per step, or summed over the steps for a static current, in the current's dtype."""
+    return (grad.sum(0) if static else grad).to(dtype or torch.float32)
+
+
+def subtract_backward(grad_spikes, grad_last, mems, beta, threshold, slope, static=False,
+                      dtype=None):
+    """-> (dL/dI [T, N] or [N] if static, dL/dU[-1]). S = H(U - thr) with the fast-sigmoid
+    surrogate; the reset is detached (as in snnTorch), so dU[t+1]/dU[t] = beta."""
     grad = grad_spikes / (mems - threshold).abs_().mul_(slope).add_(1.0).square_()
     grad[-1].add_(grad_last)
     for t in range(grad.shape[0] - 2, -1, -1):
         grad[t].add_(grad[t + 1], alpha=beta)
-    return grad, grad[0] * beta
+    return _current_grad(grad, static, dtype), grad[0] * beta
 
 
-def hard_reset_forward(current, v_reset, tau: float, threshold: float, spikes=None):
-    """V[t] = tau*Vr[t-1] + I[t]; Vr[t] = V[t]*(V[t] <= thr) -> (V record, Vr[T-1]).
-
-    As `subtract_forward`: fp32 membrane, `spikes` filled with V[t] > thr when given.
-    """
-    mems = torch.empty(current.shape, dtype=torch.float32, device=current.device)
-    spikes = torch.empty_like(mems) if spikes is None else spikes
-    for t in range(current.shape[0]):
-        v = torch.add(current[t], v_reset, alpha=tau, out=mems[t])
+def hard_reset_forward(current, v_reset, tau: float, threshold: float, steps: int | None = None):
+    """V[t] = tau*Vr[t-1] + I[t]; Vr[t] = V[t]*(V[t] <= thr) -> (spikes V[t] > thr in the
+    current's dtype, V record in fp32, Vr[T-1])."""
+    t_steps, current_at = _steps(current, steps)
+    n = current.shape[-1]
+    mems = torch.empty(t_steps, n, dtype=torch.float32, device=current.device)
+    spikes = torch.empty(t_steps, n, dtype=current.dtype, device=current.device)
+    for t in range(t_steps):
+        v = torch.add(current_at(t), v_reset, alpha=tau, out=mems[t])
         fired = torch.gt(v, threshold, out=spikes[t])
         v_reset = v.addcmul(v, fired, value=-1.0)
-    return mems, v_reset
+    return spikes, mems, v_reset
 
 
-def hard_reset_backward(grad_spikes, grad_last, mems, tau, threshold, gamma):
-    """-> (dL/dI, dL/dVr[-1]) with the triangle surrogate; the reset mask is detached, so
-    dV[t+1]/dV[t] = tau * (no spike at t)."""
+def hard_reset_backward(grad_spikes, grad_last, mems, tau, threshold, gamma, static=False,
+                        dtype=None):
+    """-> (dL/dI [T, N] or [N] if static, dL/dVr[-1]) with the triangle surrogate; the reset
+    mask is detached, so dV[t+1]/dV[t] = tau * (no spike at t)."""
     x = mems - threshold
     grad = grad_spikes * (gamma - x.abs()).clamp_min_(0).div_(gamma * gamma)
     keep = (x <= 0).to(mems.dtype)
@@ -104,7 +118,7 @@ def hard_reset_backward(grad_spikes, grad_last, mems, tau, threshold, gamma):
     decay = keep.mul_(tau)
     for t in range(grad.shape[0] - 2, -1, -1):
         grad[t].addcmul_(decay[t], grad[t + 1])
-    return grad, grad[0] * tau
+    return _current_grad(grad, static, dtype), grad[0] * tau
 
 
 def _kernels(tensor: torch.Tensor):
@@ -117,74 +131,63 @@ def _kernels(tensor: torch.Tensor):
     return sys.modules[__name__]
 
 
-def _on_triton(name: str, tensor: torch.Tensor, *args):
-    """Recurrence `name` as a Triton kernel when `tensor` is on a GPU that runs them, else None.
-    If Triton fails to compile or launch (an unsupported GPU or toolchain), warn once and leave
-    the work to the PyTorch loop from then on."""
+def _recurrence(name: str, tensor: torch.Tensor, *args):
+    """Run recurrence `name` as a Triton kernel when `tensor` is on a GPU that runs them, else
+    as the PyTorch loop above. If Triton fails to compile or launch (an unsupported GPU or
+    toolchain), warn once and use the PyTorch loop from then on."""
     kernels = _kernels(tensor)
-    if kernels is sys.modules[__name__]:
-        return None
-    try:
-        return getattr(kernels, name)(*args)
-    except Exception as error:  # noqa: BLE001 - any Triton failure has the same remedy
-        from . import triton_lif
+    if kernels is not sys.modules[__name__]:
+        try:
+            return getattr(kernels, name)(*args)
+        except Exception as error:  # noqa: BLE001 - any Triton failure has the same remedy
+            from . import triton_lif
 
-        triton_lif.disable(f"{type(error).__name__}: {error}")
-        return None
-
-
-def _forward(reset: str, current, state, decay: float, threshold: float):
-    """-> (spikes in the current's dtype, membrane record, last state)."""
-    name = "subtract_forward" if reset == "subtract" else "hard_reset_forward"
-    done = _on_triton(name, current, current.float(), state, decay, threshold)
-    if done is not None:
-        mems, last = done
-        return (mems > threshold).to(current.dtype), mems, last
-    spikes = torch.empty(current.shape, dtype=current.dtype, device=current.device)
-    mems, last = globals()[name](current, state, decay, threshold, spikes)
-    return spikes, mems, last
-
-
-def _backward(reset: str, grad_spikes, grad_last, mems, decay, threshold, width):
-    """-> (dL/dI, dL/dstate)."""
-    name = "subtract_backward" if reset == "subtract" else "hard_reset_backward"
-    args = (grad_spikes.float().contiguous(), grad_last.contiguous(), mems, decay, threshold,
-            width)
-    done = _on_triton(name, mems, *args)
-    return done if done is not None else globals()[name](*args)
+            triton_lif.disable(f"{type(error).__name__}: {error}")
+    return globals()[name](*args)
 
 
 class LIFSequence(torch.autograd.Function):
-    """All steps of one LIF layer as one autograd node: (current [T, N], state [N]) ->
-    (spikes [T, N] in the current's dtype, last state [N], membrane record [T, N] in fp32, not
-    differentiable). Under bf16 autocast the current and spikes are bf16 (spikes are exact),
-    so no casts are needed around the neighbouring layers; the membrane stays fp32."""
+    """All steps of one LIF layer as one autograd node: (current [T, N] or static [N], state
+    [N]) -> (spikes [T, N] in the current's dtype, last state [N], membrane record [T, N] in
+    fp32, not differentiable). Under bf16 autocast the current and spikes are bf16 (spikes
+    are exact), so no casts are needed around the neighbouring layers; the membrane stays
+    fp32. A static current (`steps` given) is read, and its gradient summed, without ever
+    being expanded to [T, N]."""
 
     @staticmethod
-    def forward(ctx, current, state, reset: str, decay: float, threshold: float, width: float):
-        spikes, mems, last = _forward(reset, current, state, decay, threshold)
+    def forward(ctx, current, state, reset: str, decay: float, threshold: float, width: float,
+                steps: int | None):
+        name = "subtract" if reset == "subtract" else "hard_reset"
+        spikes, mems, last = _recurrence(name + "_forward", current, current, state, decay,
+                                         threshold, steps)
         ctx.save_for_backward(mems)
-        ctx.params = (reset, decay, threshold, width)
+        ctx.params = (name, decay, threshold, width, steps is not None, current.dtype)
         ctx.mark_non_differentiable(mems)
         return spikes, last, mems
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_last, _grad_mems):
         (mems,) = ctx.saved_tensors
-        grad_current, grad_state = _backward(*ctx.params[:1], grad_spikes, grad_last, mems,
-                                             *ctx.params[1:])
-        return grad_current, grad_state, None, None, None, None
+        name, decay, threshold, width, static, dtype = ctx.params
+        grad_current, grad_state = _recurrence(
+            name + "_backward", mems, grad_spikes, grad_last.contiguous(), mems, decay,
+            threshold, width, static, dtype,
+        )
+        return grad_current, grad_state, None, None, None, None, None
 
 
 def _run(current, state, reset, decay, threshold, width, record_membrane):
     """[T, B, ...] -> (spikes [T, B, ...], state [B, ...], membrane [T, B, ...] or None)."""
-    # A static input's current arrives expanded over time (stride 0): reshape keeps it a view,
-    # so it is never copied T times.
-    flat = current.reshape(current.shape[0], -1)
+    steps = current.shape[0]
+    flat = current.reshape(steps, -1)
+    # A static input's current arrives expanded over time (stride 0): it is passed as its one
+    # [N] row, so it is never copied T times and its gradient is summed inside the layer.
+    static = steps > 1 and flat.stride(0) == 0
     if state is None:
         state = torch.zeros(flat.shape[1], dtype=torch.float32, device=flat.device)
     spikes, last, mems = LIFSequence.apply(
-        flat, state.reshape(-1), reset, decay, threshold, width
+        flat[0] if static else flat, state.reshape(-1), reset, decay, threshold, width,
+        steps if static else None,
     )
     shape = current.shape
     return (

@@ -31,12 +31,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def tune_for_device(model, device: torch.device, batch_size: int) -> None:
-    """Pick how many time steps run together: all on a GPU, small chunks on the CPU."""
+    """Pick how many time steps run together: all on a GPU, small chunks on the CPU. On CUDA,
+    let cuDNN time its convolution algorithms once per shape (training's shapes repeat)."""
     if device.type == "cpu":
         model.time_chunk = max(1, CPU_SAMPLES_PER_CHUNK // max(1, batch_size))
         keep_freed_memory()
     else:
         model.time_chunk = None
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -62,9 +62,13 @@ def disable(reason: str) -> None:
 
 
 # --- kernels --------------------------------------------------------------------------------
-# Layout: current / mems / gradients are [T, N] row-major (row t = step t), state [N]. Program
+# Layout: mems / spikes / gradients are [T, N] row-major (row t = step t), state [N]. Program
 # p handles neurons p*BLOCK .. p*BLOCK+BLOCK-1 (the tail is masked) and walks the rows by
 # moving its pointers N elements at a time (64-bit pointer arithmetic, so T*N may exceed 2^31).
+# The current's rows are `cur_step` apart: N, or 0 for a static current (one [N] row read at
+# every step). Currents, spikes and gradients may be bf16: they are converted in registers
+# (the membrane and all arithmetic stay fp32), so no conversion passes run around a kernel.
+# A STATIC backward sums dL/dI over the steps in registers and writes one [N] row.
 # Scalar float arguments arrive as fp32, like PyTorch's Python-scalar operands on fp32 tensors.
 #
 # `x + alpha*y` in PyTorch (torch.add(..., alpha=), add_(..., alpha=)) compiles on CUDA to one
@@ -72,94 +76,128 @@ def disable(reason: str) -> None:
 # should make the forward record bit-identical to PyTorch's on CUDA (on CPU, and in Triton's
 # interpreter, it can differ in the last bit). Divisions use tl.div_rn (IEEE rounding, as
 # PyTorch); Triton's plain `/` on fp32 is an approximate division. The backward may differ
-# from PyTorch by rounding (Triton contracts a*b+c into FMAs where PyTorch rounds twice).
+# from PyTorch by rounding (Triton contracts a*b+c into FMAs where PyTorch rounds twice, and
+# sums a static gradient in step order).
 
 if triton is not None:
 
     @triton.jit
+    def _spike(fired, ptr):
+        """A boolean block as 0/1 in `ptr`'s element type (through fp32: Triton's interpreter
+        cannot cast booleans to bf16 directly; compiled, the two casts are one select)."""
+        return fired.to(tl.float32).to(ptr.dtype.element_ty)
+
+    @triton.jit
     def _subtract_forward_kernel(
-        cur_ptr, mem_ptr, mems_ptr, last_ptr, T, N, beta, threshold, BLOCK: tl.constexpr
+        cur_ptr, mem_ptr, mems_ptr, spk_ptr, last_ptr, T, N, cur_step, beta, threshold,
+        BLOCK: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < N
         mem = tl.load(mem_ptr + offs, mask=mask, other=0.0)
         cur_p = cur_ptr + offs
         out_p = mems_ptr + offs
+        spk_p = spk_ptr + offs
         for _ in range(T):
-            cur = tl.load(cur_p, mask=mask, other=0.0)
+            cur = tl.load(cur_p, mask=mask, other=0.0).to(tl.float32)
             reset = (mem > threshold).to(tl.float32)  # the previous step's spike
             # torch.add(current[t], mem, alpha=beta).sub_(reset, alpha=threshold)
             mem = tl.fma(mem, beta, cur) - threshold * reset
             tl.store(out_p, mem, mask=mask)
-            cur_p += N
+            tl.store(spk_p, _spike(mem > threshold, spk_ptr), mask=mask)
+            cur_p += cur_step
             out_p += N
+            spk_p += N
         tl.store(last_ptr + offs, mem, mask=mask)
 
     @triton.jit
     def _subtract_backward_kernel(
         gs_ptr, gl_ptr, mems_ptr, gc_ptr, gstate_ptr, T, N, beta, threshold, slope,
-        BLOCK: tl.constexpr,
+        BLOCK: tl.constexpr, STATIC: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < N
         last_row = tl.cast(T - 1, tl.int64) * N
         gs_p = gs_ptr + last_row + offs
         m_p = mems_ptr + last_row + offs
-        gc_p = gc_ptr + last_row + offs
+        if STATIC:
+            gc_p = gc_ptr + offs
+        else:
+            gc_p = gc_ptr + last_row + offs
         carry = tl.load(gl_ptr + offs, mask=mask, other=0.0)  # dL/dU[t] from later steps
+        total = tl.zeros([BLOCK], dtype=tl.float32)
         for _ in range(T):  # t = T-1 .. 0: gU[t] = g[t] + carry; carry = beta*gU[t]
             # surrogate g = gs / (slope*|U - thr| + 1)^2
             den = tl.abs(tl.load(m_p, mask=mask, other=0.0) - threshold) * slope + 1.0
-            acc = tl.div_rn(tl.load(gs_p, mask=mask, other=0.0), den * den) + carry
-            tl.store(gc_p, acc, mask=mask)
+            gs = tl.load(gs_p, mask=mask, other=0.0).to(tl.float32)
+            acc = tl.div_rn(gs, den * den) + carry
+            if STATIC:
+                total += acc
+            else:
+                tl.store(gc_p, acc.to(gc_ptr.dtype.element_ty), mask=mask)
+                gc_p -= N
             carry = acc * beta
             gs_p -= N
             m_p -= N
-            gc_p -= N
+        if STATIC:
+            tl.store(gc_p, total.to(gc_ptr.dtype.element_ty), mask=mask)
         tl.store(gstate_ptr + offs, carry, mask=mask)
 
     @triton.jit
     def _hard_reset_forward_kernel(
-        cur_ptr, v_ptr, mems_ptr, last_ptr, T, N, tau, threshold, BLOCK: tl.constexpr
+        cur_ptr, v_ptr, mems_ptr, spk_ptr, last_ptr, T, N, cur_step, tau, threshold,
+        BLOCK: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < N
         v_reset = tl.load(v_ptr + offs, mask=mask, other=0.0)
         cur_p = cur_ptr + offs
         out_p = mems_ptr + offs
+        spk_p = spk_ptr + offs
         for _ in range(T):
-            cur = tl.load(cur_p, mask=mask, other=0.0)
+            cur = tl.load(cur_p, mask=mask, other=0.0).to(tl.float32)
             v = tl.fma(v_reset, tau, cur)  # torch.add(current[t], v_reset, alpha=tau)
             tl.store(out_p, v, mask=mask)
+            tl.store(spk_p, _spike(v > threshold, spk_ptr), mask=mask)
             v_reset = v * (v <= threshold).to(tl.float32)
-            cur_p += N
+            cur_p += cur_step
             out_p += N
+            spk_p += N
         tl.store(last_ptr + offs, v_reset, mask=mask)
 
     @triton.jit
     def _hard_reset_backward_kernel(
         gs_ptr, gl_ptr, mems_ptr, gc_ptr, gstate_ptr, T, N, tau, threshold, gamma, inv_gamma2,
-        BLOCK: tl.constexpr,
+        BLOCK: tl.constexpr, STATIC: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < N
         last_row = tl.cast(T - 1, tl.int64) * N
         gs_p = gs_ptr + last_row + offs
         m_p = mems_ptr + last_row + offs
-        gc_p = gc_ptr + last_row + offs
+        if STATIC:
+            gc_p = gc_ptr + offs
+        else:
+            gc_p = gc_ptr + last_row + offs
         carry = tl.load(gl_ptr + offs, mask=mask, other=0.0)  # dL/dVr[t] from later steps
+        total = tl.zeros([BLOCK], dtype=tl.float32)
         for _ in range(T):  # t = T-1 .. 0: gV[t] = g[t] + keep[t]*carry; carry = tau*gV[t]
             # g = gs * max(0, gamma - |V - thr|)/gamma^2; the state gradient passes only where
             # the neuron did not spike (the reset is detached)
             x = tl.load(m_p, mask=mask, other=0.0) - threshold
             tri = tl.maximum(gamma - tl.abs(x), 0.0) * inv_gamma2
-            g = tl.load(gs_p, mask=mask, other=0.0) * tri
+            g = tl.load(gs_p, mask=mask, other=0.0).to(tl.float32) * tri
             acc = g + (x <= 0.0).to(tl.float32) * carry
-            tl.store(gc_p, acc, mask=mask)
+            if STATIC:
+                total += acc
+            else:
+                tl.store(gc_p, acc.to(gc_ptr.dtype.element_ty), mask=mask)
+                gc_p -= N
             carry = acc * tau
             gs_p -= N
             m_p -= N
-            gc_p -= N
+        if STATIC:
+            tl.store(gc_p, total.to(gc_ptr.dtype.element_ty), mask=mask)
         tl.store(gstate_ptr + offs, carry, mask=mask)
 
 
@@ -177,79 +215,90 @@ def _config(n: int) -> tuple[int, int]:
     return 256, 2
 
 
-def _launch(kernel, n: int, device: torch.device, *args) -> None:
+def _launch(kernel, n: int, device: torch.device, *args, **constants) -> None:
     block, num_warps = _config(n)
     guard = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     with guard:  # launch on the tensors' GPU, not just the current one
-        kernel[(triton.cdiv(n, block),)](*args, BLOCK=block, num_warps=num_warps)
+        kernel[(triton.cdiv(n, block),)](*args, BLOCK=block, num_warps=num_warps, **constants)
 
 
-def _f32(x: torch.Tensor) -> torch.Tensor:
-    """fp32 and contiguous (no copy when it already is, as `snncli.neurons` passes it)."""
-    return x.to(torch.float32).contiguous()
-
-
-def _shape(record: torch.Tensor, vector: torch.Tensor) -> tuple[int, int]:
-    if record.dim() != 2:
-        raise ValueError(f"expected a [T, N] tensor, got shape {tuple(record.shape)}")
-    t, n = record.shape
+def _check(n: int, vector: torch.Tensor, t: int, record: torch.Tensor | None = None) -> None:
     if vector.numel() != n:
         raise ValueError(f"expected a state of {n} elements, got shape {tuple(vector.shape)}")
+    if record is not None and tuple(record.shape) != (t, n):
+        raise ValueError(f"expected a [T, N] = {(t, n)} tensor, got {tuple(record.shape)}")
     if n >= 2**31:
         raise ValueError(f"too many neurons for one launch ({n}); split the batch")
-    return t, n
 
 
-def _forward(kernel, current, state, decay: float, threshold: float):
-    current, state = _f32(current), _f32(state).view(-1)
-    t, n = _shape(current, state)
-    mems = torch.empty_like(current)
+def _forward(kernel, current, state, decay: float, threshold: float, steps: int | None):
+    """-> (spikes [T, N] in the current's dtype, membrane record [T, N] fp32, last state)."""
+    current = current.contiguous()
+    state = state.to(torch.float32).contiguous().view(-1)
+    if steps is None:
+        if current.dim() != 2:
+            raise ValueError(f"expected a [T, N] current, got shape {tuple(current.shape)}")
+        t, n = current.shape
+    else:
+        t, n = steps, current.numel()
+    _check(n, state, t)
+    mems = torch.empty(t, n, dtype=torch.float32, device=current.device)
+    spikes = torch.empty(t, n, dtype=current.dtype, device=current.device)
     if t == 0:
-        return mems, state
-    last = current.new_empty(n)
+        return spikes, mems, state
+    last = mems.new_empty(n)
     if n:
-        _launch(kernel, n, current.device, current, state, mems, last, t, n,
-                float(decay), float(threshold))
-    return mems, last
+        _launch(kernel, n, current.device, current, state, mems, spikes, last, t, n,
+                0 if steps is not None else n, float(decay), float(threshold))
+    return spikes, mems, last
 
 
-def _backward(kernel, grad_spikes, grad_last, mems, *scalars):
-    grad_spikes, grad_last, mems = _f32(grad_spikes), _f32(grad_last).view(-1), _f32(mems)
-    t, n = _shape(mems, grad_last)
-    if tuple(grad_spikes.shape) != (t, n):
-        raise ValueError(f"grad_spikes has shape {tuple(grad_spikes.shape)}, not {(t, n)}")
-    grad_current = torch.empty_like(mems)
+def _backward(kernel, grad_spikes, grad_last, mems, scalars, static: bool, dtype):
+    """-> (dL/dI [T, N], or [N] summed over steps if `static`, in `dtype`; dL/dstate [N])."""
+    mems = mems.to(torch.float32).contiguous()
+    grad_spikes = grad_spikes.contiguous()
+    grad_last = grad_last.to(torch.float32).contiguous().view(-1)
+    if mems.dim() != 2:
+        raise ValueError(f"expected a [T, N] membrane record, got shape {tuple(mems.shape)}")
+    t, n = mems.shape
+    _check(n, grad_last, t, grad_spikes)
+    dtype = dtype or torch.float32
+    grad_current = torch.empty((n,) if static else (t, n), dtype=dtype, device=mems.device)
     if t == 0:  # no steps: the state passes straight through
-        return grad_current, grad_last.clone()
+        return grad_current.zero_(), grad_last.clone()
     grad_state = mems.new_empty(n)
     if n:
         _launch(kernel, n, mems.device, grad_spikes, grad_last, mems, grad_current, grad_state,
-                t, n, *scalars)
+                t, n, *scalars, STATIC=static)
     return grad_current, grad_state
 
 
-def subtract_forward(current, mem, beta: float, threshold: float):
-    """U[t] = beta*U[t-1] + I[t] - thr*(U[t-1] > thr) -> (membrane record U [T, N], U[T-1])."""
-    return _forward(_subtract_forward_kernel, current, mem, beta, threshold)
+def subtract_forward(current, mem, beta: float, threshold: float, steps: int | None = None):
+    """U[t] = beta*U[t-1] + I[t] - thr*(U[t-1] > thr) -> (spikes, membrane record U [T, N],
+    U[T-1]); a static current is one [N] row, read at each of `steps` steps."""
+    return _forward(_subtract_forward_kernel, current, mem, beta, threshold, steps)
 
 
-def subtract_backward(grad_spikes, grad_last, mems, beta, threshold, slope):
-    """-> (dL/dI [T, N], dL/dU[-1] [N]) with the fast-sigmoid surrogate 1/(1+slope|U-thr|)^2
-    and the detached reset (dU[t+1]/dU[t] = beta)."""
+def subtract_backward(grad_spikes, grad_last, mems, beta, threshold, slope, static=False,
+                      dtype=None):
+    """-> (dL/dI, dL/dU[-1] [N]) with the fast-sigmoid surrogate 1/(1+slope|U-thr|)^2 and the
+    detached reset (dU[t+1]/dU[t] = beta)."""
     return _backward(_subtract_backward_kernel, grad_spikes, grad_last, mems,
-                     float(beta), float(threshold), float(slope))
+                     (float(beta), float(threshold), float(slope)), static, dtype)
 
 
-def hard_reset_forward(current, v_reset, tau: float, threshold: float):
-    """V[t] = tau*Vr[t-1] + I[t]; Vr[t] = V[t]*(V[t] <= thr) -> (V record [T, N], Vr[T-1])."""
-    return _forward(_hard_reset_forward_kernel, current, v_reset, tau, threshold)
+def hard_reset_forward(current, v_reset, tau: float, threshold: float, steps: int | None = None):
+    """V[t] = tau*Vr[t-1] + I[t]; Vr[t] = V[t]*(V[t] <= thr) -> (spikes, V record [T, N],
+    Vr[T-1])."""
+    return _forward(_hard_reset_forward_kernel, current, v_reset, tau, threshold, steps)
 
 
-def hard_reset_backward(grad_spikes, grad_last, mems, tau, threshold, gamma):
-    """-> (dL/dI [T, N], dL/dVr[-1] [N]) with the triangle surrogate max(0, gamma-|V-thr|)/gamma^2
+def hard_reset_backward(grad_spikes, grad_last, mems, tau, threshold, gamma, static=False,
+                        dtype=None):
+    """-> (dL/dI, dL/dVr[-1] [N]) with the triangle surrogate max(0, gamma-|V-thr|)/gamma^2
     and the detached reset mask (dV[t+1]/dV[t] = tau*(no spike at t))."""
     gamma = float(gamma)
     # PyTorch on CUDA divides by a Python scalar as a multiply by its fp32 reciprocal
     inv_gamma2 = (torch.tensor(1.0) / torch.tensor(gamma * gamma, dtype=torch.float32)).item()
     return _backward(_hard_reset_backward_kernel, grad_spikes, grad_last, mems,
-                     float(tau), float(threshold), gamma, inv_gamma2)
+                     (float(tau), float(threshold), gamma, inv_gamma2), static, dtype)

@@ -127,15 +127,33 @@ def test_running_time_in_chunks_gives_the_same_result(name):
     assert torch.equal(whole, chunked)
 
 
+# On a GPU the engine runs the Triton kernels (CI has none; run there when one is at hand).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", list_models())
-def test_engine_matches_the_snntorch_reference_forward_and_backward(name, run_both_backends):
+def test_engine_matches_the_snntorch_reference_forward_and_backward(
+    name, device, run_both_backends
+):
+    # Full fp32 on a GPU too: TF32 convolutions would round the two backends' batches apart.
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        engine_matches_the_reference(name, device, run_both_backends)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def engine_matches_the_reference(name, device, run_both_backends):
     torch.manual_seed(3)
-    model = create_model(name)
+    model = create_model(name).to(device)
     with torch.no_grad():  # stronger weights so every layer, the output too, spikes at init
         for p in model.parameters():
             p.mul_(4)
-    x = torch.rand(4, 1, 28, 28)
-    results = run_both_backends(model, x, torch.tensor([0, 3, 5, 9]), steps=8)
+    x = torch.rand(4, 1, 28, 28).to(device)
+    target = torch.tensor([0, 3, 5, 9], device=device)
+    results = run_both_backends(model, x, target, steps=8)
     ref, ours = results["snntorch"], results["engine"]
     if model.output_is_spikes:
         assert torch.equal(ours[0], ref[0]) and ours[0].sum() > 0
