@@ -9,6 +9,7 @@
 # Part `explore` (not in the default) trains csnn best-recipe variants side by side on the one
 # GPU: EXPLORE="name1=--steps 16 --epochs 40;name2=--epochs 60" (each variant's options are
 # added to `snn train -m csnn --recipe best`); their accuracies are in $RESULTS/<name>.log.
+# A part's command is cut after LIMIT seconds where a part sets one (tests: 240).
 # Each part's output goes to $RESULTS/<part>.log; checkpoints to $RESULTS/checkpoints.
 # BUDGET (seconds, default 3600) stops starting parts once it has run out, and cuts the
 # part that is running at the deadline.
@@ -28,6 +29,7 @@ SNN=("$PYTHON" -m snncli)  # the `snn` command, without installing the project
 run() {  # run NAME COMMAND...: log to $RESULTS/NAME.log, cut at the deadline
     local name=$1 left=$((deadline - SECONDS))
     shift
+    if ((${LIMIT:-0} && LIMIT < left)); then left=$LIMIT; fi
     if ((left < 10)); then
         echo "== $name: skipped (budget spent)"
         return
@@ -41,7 +43,7 @@ run() {  # run NAME COMMAND...: log to $RESULTS/NAME.log, cut at the deadline
 part_tests() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     "$PYTHON" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-    run tests "$PYTHON" -m pytest -q -p no:cacheprovider tests
+    LIMIT=240 run tests "$PYTHON" -m pytest -q -p no:cacheprovider tests
 }
 
 part_profile() {
