@@ -81,7 +81,7 @@ part_explore() {
     for variant in "${variants[@]}"; do
         name=${variant%%=*}
         # shellcheck disable=SC2086  # the variant's options are meant to split
-        run "$name" "${SNN[@]}" train -m csnn --recipe best --device "$DEVICE" --precision bf16 \
+        OMP_NUM_THREADS=2 run "$name" "${SNN[@]}" train -m csnn --recipe best --device "$DEVICE" --precision bf16 \
             --data-dir "$DATA" --out "$CKPT/$name.pt" ${variant#*=} >/dev/null &
         pids+=($!)
     done

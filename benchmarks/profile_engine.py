@@ -18,7 +18,8 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from snncli.data import load_split, normalise
+from snncli.data import Split, load_split, normalise
+from snncli.evaluate import evaluate_model
 from snncli.registry import get_model_spec, get_recipe
 from snncli.runtime import resolve_device, resolve_precision, tune_for_device
 
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--eval-batch", type=int, default=1000)
+    parser.add_argument("--test-images", type=int, default=10_000)
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args()
 
@@ -43,7 +45,7 @@ def main() -> None:
     steps, batch = args.steps or recipe["steps"], recipe["batch_size"]
     norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}
     train = load_split("train", args.data_dir, batch * (args.iters + 3))
-    test = load_split("test", args.data_dir, args.eval_batch)
+    test = load_split("test", args.data_dir, args.test_images)
     images, labels = train.images.to(device), train.labels.to(device)
 
     torch.manual_seed(0)
@@ -83,8 +85,14 @@ def main() -> None:
     print(f"\none training iteration, by {key}:")
     print(prof.key_averages().table(sort_by=key, row_limit=args.top, max_name_column_width=60))
 
+    test_set = Split(test.images.to(device), test.labels.to(device))
+    scored = evaluate_model(model, test_set, norm, device, batch_size=args.eval_batch)
+    print(
+        f"evaluate_model on {scored.total:,} test images (batch {args.eval_batch}): "
+        f"{scored.images_per_second:,.0f} images/s, accuracy {100 * scored.accuracy:.2f}%"
+    )
     model.eval()
-    x = normalise(test.images.to(device), **norm)
+    x = normalise(test_set.images[: args.eval_batch], **norm)
     with torch.no_grad():
         model(x)  # warm-up at this batch shape
         sync()
@@ -92,7 +100,7 @@ def main() -> None:
         model(x)
         sync()
         seconds = time.perf_counter() - start
-        print(f"inference, batch {len(x)}: {len(x) / seconds:,.0f} images/s")
+        print(f"forward alone, batch {len(x)}: {len(x) / seconds:,.0f} images/s")
         with profile(activities=activities) as prof:
             model(x)
             sync()

@@ -42,13 +42,19 @@ def augment_batch(
     """
     b = images.shape[0]
     device = images.device
+    # All of a batch's random numbers in one draw (the same values as five draws of b, in
+    # order) and one copy: a GPU gets them without waiting for its queue to empty.
+    draws = torch.rand(5, b, generator=generator)
+    if device.type == "cuda":
+        draws = draws.pin_memory()
+    angle_u, zoom_u, tx_u, ty_u, pick = draws.to(device, non_blocking=True)
 
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return (torch.rand(b, generator=generator) * (high - low) + low).to(device)
+    def uniform(u: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        return u * (high - low) + low
 
-    angle = uniform(-degrees, degrees) * math.pi / 180
-    zoom = uniform(*scale)
-    tx, ty = uniform(-shift, shift) * 2 / 28, uniform(-shift, shift) * 2 / 28
+    angle = uniform(angle_u, -degrees, degrees) * math.pi / 180
+    zoom = uniform(zoom_u, *scale)
+    tx, ty = uniform(tx_u, -shift, shift) * 2 / 28, uniform(ty_u, -shift, shift) * 2 / 28
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1
@@ -57,7 +63,6 @@ def augment_batch(
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    pick = torch.rand(b, generator=generator).to(device)
     thicker = (pick < stroke_change).view(b, 1, 1, 1)
     thinner = (pick > 1 - stroke_change).view(b, 1, 1, 1)
     cross = torch.tensor([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=x.dtype, device=device)

@@ -64,6 +64,10 @@ def evaluate_model(
 
         return hook
 
+    if device.type == "cuda" and len(split):
+        # Untimed and uncounted: at a shape's first batch cuDNN times its algorithms and
+        # Triton compiles, which is start-up cost, not the speed of inference.
+        model(normalise(split.images[:batch_size].to(device), **normalisation), steps=steps)
     lifs = model.lifs if layers else []  # the snnTorch backend does not run self.lifs
     hooks = [lif.register_forward_hook(counter(i)) for i, lif in enumerate(lifs)]
     _sync(device)

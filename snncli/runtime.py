@@ -32,7 +32,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def tune_for_device(model, device: torch.device, batch_size: int) -> None:
     """Pick how many time steps run together: all on a GPU, small chunks on the CPU. On CUDA,
-    let cuDNN time its convolution algorithms once per shape (training's shapes repeat)."""
+    let cuDNN time its convolution algorithms once per shape (training's shapes repeat), and
+    add conv biases after pooling (cuDNN adds them in a pass of their own)."""
     if device.type == "cpu":
         model.time_chunk = max(1, CPU_SAMPLES_PER_CHUNK // max(1, batch_size))
         keep_freed_memory()
@@ -40,6 +41,7 @@ def tune_for_device(model, device: torch.device, batch_size: int) -> None:
         model.time_chunk = None
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            model.pool_before_bias = True
 
 
 def native_bf16(device: torch.device) -> bool:

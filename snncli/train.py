@@ -90,10 +90,14 @@ def reads_per_sync(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 25
 
 
-def make_optimiser(model, recipe: dict):
-    """Adam, or AdamW (weight decay decoupled from the adaptive step) as the recipe says."""
+def make_optimiser(model, recipe: dict, device: torch.device | None = None):
+    """Adam, or AdamW (weight decay decoupled from the adaptive step) as the recipe says. On
+    CUDA the update is one fused kernel (same algorithm, far fewer launches per iteration)."""
     optimiser = torch.optim.AdamW if recipe["optimizer"] == "adamw" else torch.optim.Adam
-    return optimiser(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    fused = {"fused": True} if device is not None and device.type == "cuda" else {}
+    return optimiser(
+        model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"], **fused
+    )
 
 
 def make_schedule(optimiser, recipe: dict, total_iters: int):
@@ -143,7 +147,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}
     if recipe["init"] == "calibrated":  # on the first training images, before any update
         model.calibrate(normalise(train_set.images[:256].to(device), **norm))
-    optimiser = make_optimiser(model, recipe)
+    optimiser = make_optimiser(model, recipe, device)
     shuffle = torch.Generator().manual_seed(options.seed)
 
     per_epoch = -(-len(train_set) // recipe["batch_size"])

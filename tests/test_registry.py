@@ -120,11 +120,17 @@ def test_mlp_lif_follows_its_equations():
 def test_running_time_in_chunks_gives_the_same_result(name):
     torch.manual_seed(2)
     model = create_model(name)
+    with torch.no_grad():  # stronger weights so every layer, the output too, spikes
+        for p in model.parameters():
+            p.mul_(3)
     x = torch.rand(2, 1, 28, 28) * 3
     whole = model(x, steps=12)
     model.time_chunk = 5
     chunked = model(x, steps=12)
-    assert torch.equal(whole, chunked)
+    # Equal up to rounding: a matrix product over 5 steps' rows may sum in another order than
+    # over all 12 (it does on some CPUs); a wrong state hand-over would differ by far more.
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+    assert whole.abs().sum() > 0
 
 
 # On a GPU the engine runs the Triton kernels (CI has none; run there when one is at hand).

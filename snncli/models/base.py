@@ -31,6 +31,9 @@ class SpikingNet(nn.Module):
         self.time_chunk: int | None = None
         self.backend = "engine"
         self.precision = "fp32"  # or "bf16": conv/linear layers under autocast, LIF in fp32
+        # Add a conv layer's bias after its max pool (set on CUDA, where the bias is a separate
+        # pass over the conv output; on a CPU it is fused into the convolution).
+        self.pool_before_bias = False
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """x [B, 1, 28, 28] -> output record [T, B, classes] with the chosen backend."""

@@ -67,13 +67,23 @@ class CSNN(SpikingNet):
         for _, k in self.chunks(steps):
             s, states[0], _ = self.lifs[0](current1.expand(k, *current1.shape), states[0])
             s = s.flatten(0, 1).permute(0, 3, 1, 2)  # NCHW view of channels-last memory
-            cur = F.max_pool2d(self.norm2(self.conv2(s)), 2).permute(0, 2, 3, 1)
+            cur = self._conv2_pooled(s).permute(0, 2, 3, 1)
             s, states[1], _ = self.lifs[1](cur.reshape(k, batch, *cur.shape[1:]), states[1])
             cur = F.linear(s.flatten(2), fc1_weight, self.fc1.bias)
             s, states[2], _ = self.lifs[2](self.over_time(self.norm3, cur), states[2])
             s, states[3], _ = self.lifs[3](self.fc2(s), states[3])
             record.append(s)
         return torch.cat(record)
+
+    def _conv2_pooled(self, spikes: torch.Tensor) -> torch.Tensor:
+        """conv2 -> norm2 -> 2x2 max pool over (steps x images). With `pool_before_bias` and no
+        norm, the bias is added after pooling: max(x + b) = max(x) + b exactly (rounding is
+        monotone), and cuDNN adds a bias in a pass of its own over the conv output, which is
+        4x the size of the pooled one."""
+        if self.pool_before_bias and self.config.norm == "none":
+            pooled = F.max_pool2d(F.conv2d(spikes, self.conv2.weight, None, padding=1), 2)
+            return pooled + self.conv2.bias.view(1, -1, 1, 1).to(pooled.dtype)
+        return F.max_pool2d(self.norm2(self.conv2(spikes)), 2)
 
     def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         import snntorch
