@@ -202,7 +202,7 @@ def test_predict_tables_show_spike_counts_of_the_csnn(tiny_mnist, tmp_path):
     assert len(counts) == 10 and all(isinstance(c, int) and 0 <= c <= 3 for c in counts)
     assert prediction["scores"] == counts
     recipe = torch.load(out, weights_only=True)["recipe"]
-    assert recipe["recipe"] == "best" and recipe["steps"] == 3  # the default, overridden
+    assert recipe["recipe"] == "fast" and recipe["steps"] == 3  # the default, overridden
 
 
 def test_unknown_model(in_tmp, tiny_mnist):
@@ -381,11 +381,13 @@ def test_models_shows_each_recipes_settings():
         words = line.split()
         if words:
             rows.setdefault(words[0], []).append(words[1:])
-    assert rows["setting"] == [["seed", "robust", "best", "*"]] * 2
-    assert rows["norm"] == [["none", "none", "batch"], ["none", "none", "none"]]
-    assert rows["loss"] == [["rate", "rate", "count"], ["mean", "mean", "mean"]]
-    assert rows["augment"] == [["none", "full", "light"], ["none", "full", "light"]]
-    assert rows["schedule"][0] == ["constant", "onecycle", "onecycle"]
+    csnn, mlp = ["seed", "robust", "fast", "*", "best"], ["seed", "robust", "best", "*"]
+    assert rows["setting"] == [csnn, mlp]
+    assert rows["norm"] == [["none", "none", "batch", "batch"], ["none", "none", "none"]]
+    assert rows["loss"] == [["rate", "rate", "count", "rate"], ["mean", "mean", "mean"]]
+    assert rows["time"] == [["steps", "100", "25", "8", "16"], ["steps", "6", "6", "6"]]
+    assert rows["augment"] == [["none", "full", "light", "light"], ["none", "full", "light"]]
+    assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle"]
 
 
 def test_grouped_progress_reads_report_every_iteration(tiny_mnist, tmp_path, monkeypatch):
