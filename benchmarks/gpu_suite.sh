@@ -5,10 +5,10 @@
 #
 # Usage (from the repository root; the project and snnTorch importable by $PYTHON):
 #   DATA=../shared/data/mnist RESULTS=gpu-results bash benchmarks/gpu_suite.sh [part ...]
-# Parts (default: all, in this order): tests profile bench seed best mlp
+# Parts (default: all, in this order): tests profile bench seed fast best mlp
 # Part `explore` (not in the default) trains csnn best-recipe variants side by side on the one
 # GPU: EXPLORE="name1=--steps 16 --epochs 40;name2=--epochs 60" (each variant's options are
-# added to `snn train -m csnn --recipe best`); their accuracies are in $RESULTS/<name>.log.
+# added to `snn train -m csnn --recipe fast`); their accuracies are in $RESULTS/<name>.log.
 # A part's command is cut after LIMIT seconds where a part sets one (tests: 240).
 # Each part's output goes to $RESULTS/<part>.log; checkpoints to $RESULTS/checkpoints.
 # BUDGET (seconds, default 3600) stops starting parts once it has run out, and cuts the
@@ -63,12 +63,16 @@ part_seed() {
         --data-dir "$DATA" --steps-sweep 5,10,25,50,100
 }
 
-part_best() {
-    run best-train "${SNN[@]}" train -m csnn --recipe best --device "$DEVICE" --precision bf16 \
-        --data-dir "$DATA" --out "$CKPT/csnn-best.pt"
-    run best-evaluate "${SNN[@]}" evaluate "$CKPT/csnn-best.last.pt" --device "$DEVICE" --precision bf16 \
-        --data-dir "$DATA" --steps-sweep 4,8,16,25,50
+part_recipe() {  # part_recipe NAME SWEEP: train csnn recipe NAME, then evaluate it
+    run "$1-train" "${SNN[@]}" train -m csnn --recipe "$1" --device "$DEVICE" --precision bf16 \
+        --data-dir "$DATA" --out "$CKPT/csnn-$1.pt"
+    run "$1-evaluate" "${SNN[@]}" evaluate "$CKPT/csnn-$1.last.pt" --device "$DEVICE" \
+        --precision bf16 --data-dir "$DATA" --steps-sweep "$2"
 }
+
+part_fast() { part_recipe fast 4,8,16,25,50; }
+
+part_best() { part_recipe best 8,16,25,50; }
 
 part_mlp() {
     run mlp-train "${SNN[@]}" train -m mlp --recipe best --device "$DEVICE" --precision bf16 \
@@ -81,7 +85,7 @@ part_explore() {
     for variant in "${variants[@]}"; do
         name=${variant%%=*}
         # shellcheck disable=SC2086  # the variant's options are meant to split
-        OMP_NUM_THREADS=2 run "$name" "${SNN[@]}" train -m csnn --recipe best --device "$DEVICE" --precision bf16 \
+        OMP_NUM_THREADS=2 run "$name" "${SNN[@]}" train -m csnn --recipe fast --device "$DEVICE" --precision bf16 \
             --data-dir "$DATA" --out "$CKPT/$name.pt" ${variant#*=} >/dev/null &
         pids+=($!)
     done
@@ -94,7 +98,7 @@ part_explore() {
 }
 
 parts=("$@")
-((${#parts[@]})) || parts=(tests profile bench seed best mlp)
+((${#parts[@]})) || parts=(tests profile bench seed fast best mlp)
 for part in "${parts[@]}"; do
     "part_$part"
 done
