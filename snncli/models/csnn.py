@@ -202,7 +202,7 @@ register_model(
                 "loss": "count",
             },
             # The most accurate on MNIST: 99.45% after 40 epochs on an H100 (about 5 minutes
-            # there; several hours on 2 CPU cores). `fast` with twice the time steps, the rate
+            # there; about 2 hours on 2 CPU cores). `fast` with twice the time steps, the rate
             # loss (better than count from 16 steps on) and 10 more epochs.
             "best": {
                 "epochs": 40,
