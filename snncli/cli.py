@@ -140,12 +140,17 @@ def models_command() -> None:
             recipes.add_column(recipe_name + (" *" if default else ""), no_wrap=True)
         for key in RECIPE_KEYS:
             label = "time steps" if key == "steps" else key.replace("_", " ")
-            recipes.add_row(label, *(f"{r[key]:g}" if isinstance(r[key], float) else str(r[key])
-                                     for r in spec.recipes.values()))
+            recipes.add_row(label, *(_setting(key, r[key]) for r in spec.recipes.values()))
         recipe_tables.append(recipes)
     out.print(table)
     for recipes in recipe_tables:
         out.print(recipes)
+
+
+def _setting(key: str, value) -> str:
+    if key == "ema" and not value:
+        return "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @app.command("train")
@@ -175,6 +180,9 @@ def train_command(
     eval_every: int = typer.Option(
         None, "--eval-every", min=1, help="Also evaluate every N iterations."
     ),
+    eval_epochs: int = typer.Option(
+        1, "--eval-epochs", min=1, help="Evaluate after every N epochs (and after the last)."
+    ),
     backend: Backend = BackendOption,
     precision: Precision = PrecisionOption,
     augment: Augment = typer.Option(
@@ -201,6 +209,12 @@ def train_command(
         help="Training loss: csnn rate or count (cross-entropy of each step's spikes, or of the "
         "spike counts); mlp mean. Default: the recipe's.",
     ),
+    ema: float = typer.Option(
+        None,
+        "--ema",
+        help="Decay of a moving average of the weights that is evaluated and saved, such as "
+        "0.999; 0 turns it off. Default: the recipe's.",
+    ),
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
     from .train import TrainOptions, train
@@ -220,12 +234,14 @@ def train_command(
         train_limit=train_limit,
         test_limit=test_limit,
         eval_every=eval_every,
+        eval_epochs=eval_epochs,
         backend=backend.value,
         precision=precision.value,
         augment=augment.value if augment else None,
         init=init.value if init else None,
         norm=norm.value if norm else None,
         loss=loss,
+        ema=ema,
     )
     with TrainProgress(out) as progress:
         result = train(options, on_event=progress.handle)

@@ -43,6 +43,7 @@ RECIPE_KEYS = (
     "init",  # pytorch (default layer init), or calibrated (scaled to fire; see calibrate())
     "norm",  # none, or batch (batch norm before each hidden LIF layer; folds away at inference)
     "loss",  # one of the model class's `losses` (csnn: rate or count; mlp: mean)
+    "ema",  # 0 = off; else the decay of a moving average of the weights, evaluated and saved
 )
 AUGMENT_LEVELS = ("none", "light", "full")
 OPTIMIZERS = ("adam", "adamw")
@@ -80,6 +81,8 @@ def recipe_problem(spec: ModelSpec, recipe: dict[str, Any]) -> str | None:
     for key, valid in choices.items():
         if recipe[key] not in valid:
             return f"unknown {key} {recipe[key]!r}; choose one of: {', '.join(valid)}"
+    if not 0.0 <= recipe["ema"] < 1.0:
+        return f"ema {recipe['ema']!r} must be 0 (off) or a decay in (0, 1), such as 0.999"
     return None
 
 

@@ -57,7 +57,9 @@ class TrainProgress:
                 f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
                 f"{r['init']} init, "
                 + ("batch norm, " if r["norm"] == "batch" else "")
-                + f"{r['loss']} loss, {event['precision']}",
+                + f"{r['loss']} loss, "
+                + (f"weight average (ema {r['ema']:g}), " if r["ema"] else "")
+                + event["precision"],
                 highlight=False,
             )
             self.task = self.progress.add_task(
@@ -74,6 +76,9 @@ class TrainProgress:
             )
         elif kind == "eval":
             mark = "  [green]new best[/]" if event["best"] else ""
+            if "unaveraged_test_accuracy" in event:
+                unaveraged = 100 * event["unaveraged_test_accuracy"]
+                mark += f" (without the weight average {unaveraged:.2f}%)"
             self.console.print(
                 f"epoch {event['epoch']} iteration {event['iteration']}: "
                 f"test accuracy [bold]{100 * event['test_accuracy']:.2f}%[/]{mark}",

@@ -388,6 +388,27 @@ def test_models_shows_each_recipes_settings():
     assert rows["time"] == [["steps", "100", "25", "8", "16"], ["steps", "6", "6", "6"]]
     assert rows["augment"] == [["none", "full", "light", "light"], ["none", "full", "light"]]
     assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle"]
+    assert rows["ema"] == [["off", "off", "off", "off"], ["off", "off", "off"]]
+
+
+def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, tmp_path):
+    out = tmp_path / "ema.pt"
+    args = ["train", "-m", "mlp", "--data-dir", tiny_mnist, "--out", out, "--train-limit", "128",
+            "--test-limit", "20", "--steps", "2"]
+    result = run(*args, "--epochs", "2", "--ema", "0.9", "--eval-epochs", "2")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # as read, whatever the terminal's width
+    assert "weight average (ema 0.9)" in text
+    assert "epoch 1 iteration" not in text  # evaluated after epoch 2 only
+    assert "epoch 2 iteration 2: test accuracy" in text
+    assert "(without the weight average " in text
+    assert torch.load(out, weights_only=True)["recipe"]["ema"] == 0.9
+    assert_user_error(
+        run(*args, "--out", tmp_path / "bad.pt", "--ema", "1.5"),
+        "ema 1.5 must be 0 (off) or a decay in (0, 1)",
+    )
+    assert not (tmp_path / "bad.pt").exists()
+    assert run(*args, "--eval-epochs", "0").exit_code == 2
 
 
 def test_grouped_progress_reads_report_every_iteration(tiny_mnist, tmp_path, monkeypatch):

@@ -114,6 +114,7 @@ register_model(
                 "init": "pytorch",
                 "norm": "none",
                 "loss": "mean",
+                "ema": 0.0,
             },
             "robust": {
                 "epochs": 3,
@@ -129,6 +130,7 @@ register_model(
                 "init": "pytorch",
                 "norm": "none",
                 "loss": "mean",
+                "ema": 0.0,
             },
             # The most accurate on MNIST (see benchmarks/README.md, recipe experiments): light
             # augmentation (MNIST-sized shifts and rotations), label smoothing 0.1 and a long
@@ -147,6 +149,7 @@ register_model(
                 "init": "pytorch",
                 "norm": "none",
                 "loss": "mean",
+                "ema": 0.0,
             },
         },
         normalisation=(0.1307, 0.3081),

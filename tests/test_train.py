@@ -1,0 +1,64 @@
+"""The training loop's weight average (recipe key `ema`) and its evaluation schedule."""
+
+import json
+
+import pytest
+import torch
+
+from snncli.registry import create_model, get_model_spec, recipe_problem
+from snncli.train import TrainOptions, make_average, train
+
+
+def test_average_follows_weights_and_batch_norm_statistics():
+    torch.manual_seed(0)
+    model = create_model("csnn", steps=2, norm="batch")
+    averaged = make_average(model, 0.5)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}  # first update copies
+    optimiser = torch.optim.Adam(model.parameters(), 1e-2)
+    for step in range(3):
+        x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+        loss = model.loss(model(x), y, 0.0, "rate")
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        averaged.update_parameters(model)
+        for name, value in model.state_dict().items():
+            if step and value.is_floating_point():
+                expected[name] = 0.5 * expected[name] + 0.5 * value
+            elif not step:
+                expected[name] = value.clone()
+    got = averaged.module.state_dict()
+    for name in ("conv1.weight", "fc2.bias", "norm1.weight", "norm3.running_mean"):
+        torch.testing.assert_close(got[name], expected[name])
+        assert not torch.equal(got[name], model.state_dict()[name])  # an average, not a copy
+    assert make_average(model, 0.0) is None
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])
+def test_decays_outside_zero_to_one_are_refused(decay):
+    spec = get_model_spec("mlp")
+    message = recipe_problem(spec, {**spec.recipes["seed"], "ema": decay})
+    assert message.startswith(f"ema {decay!r} must be 0 (off) or a decay in (0, 1)")
+
+
+def test_checkpoints_hold_the_average_and_metrics_say_what_it_added(tiny_mnist, tmp_path):
+    def run(ema: float, name: str):
+        options = TrainOptions(
+            model="mlp", recipe="seed", epochs=3, eval_epochs=2, ema=ema, data_dir=str(tiny_mnist),
+            out=str(tmp_path / name), train_limit=256, test_limit=100, plot=False,
+        )
+        result = train(options)
+        rows = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+        return result, rows, torch.load(result.last_path, weights_only=True)
+
+    plain, plain_rows, plain_ckpt = run(0.0, "plain.pt")
+    averaged, rows, ckpt = run(0.9, "ema.pt")
+    # Evaluated after epoch 2 (every 2) and 3 (the last), not after epoch 1.
+    assert [r["epoch"] for r in rows] == [2, 3] == [r["epoch"] for r in plain_rows]
+    assert "unaveraged_test_accuracy" not in plain_rows[-1]
+    # Training itself is unchanged (CPU runs are deterministic): the unaveraged model scores
+    # what the run without an average scored; the checkpoint holds different, averaged weights.
+    assert rows[-1]["unaveraged_test_accuracy"] == plain_rows[-1]["test_accuracy"]
+    assert ckpt["recipe"]["ema"] == 0.9 and plain_ckpt["recipe"]["ema"] == 0.0
+    assert not torch.equal(ckpt["state_dict"]["fc1.weight"], plain_ckpt["state_dict"]["fc1.weight"])
+    assert ckpt["metrics"]["test_accuracy"] == rows[-1]["test_accuracy"]
