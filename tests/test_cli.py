@@ -388,7 +388,7 @@ def test_models_shows_each_recipes_settings():
     assert rows["time"] == [["steps", "100", "25", "8", "16"], ["steps", "6", "6", "6"]]
     assert rows["augment"] == [["none", "full", "light", "light"], ["none", "full", "light"]]
     assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle"]
-    assert rows["ema"] == [["off", "off", "off", "off"], ["off", "off", "off"]]
+    assert rows["ema"] == [["off", "off", "off", "0.999"], ["off", "off", "off"]]
 
 
 def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, tmp_path):
