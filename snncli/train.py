@@ -74,8 +74,9 @@ def _positive(name: str, value) -> None:
 def resolve_recipe(options: TrainOptions) -> dict:
     """The chosen recipe of the model with the user's overrides applied."""
     spec = get_model_spec(options.model)
-    positive = ("epochs", "steps", "batch_size", "lr", "train_limit", "test_limit")
-    for name in (*positive, "eval_every", "eval_epochs"):
+    positive = ("epochs", "steps", "batch_size", "lr", "train_limit", "test_limit", "eval_every",
+                "eval_epochs")
+    for name in positive:
         _positive(name, getattr(options, name))
     recipe = get_recipe(spec, options.recipe)
     for name in ("epochs", "steps", "batch_size", "lr", "augment", "init", "norm", "loss", "ema"):
@@ -184,18 +185,20 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     train_seconds = 0.0
     metrics_lines: list[str] = []
 
+    def score(net) -> Evaluation:
+        return evaluate_model(net, test_set, norm, device, batch_size=1000)
+
     def run_eval(epoch: int) -> Evaluation:
         nonlocal best_accuracy
-        evaluation = evaluate_model(scored, test_set, norm, device, batch_size=1000)
+        evaluation = score(scored)
         row = {
             "iteration": iteration,
             "epoch": epoch,
             "test_accuracy": evaluation.accuracy,
             "train_seconds": round(train_seconds, 3),
         }
-        if averaged is not None and epoch == recipe["epochs"]:  # what the average added
-            raw = evaluate_model(model, test_set, norm, device, batch_size=1000)
-            row["unaveraged_test_accuracy"] = raw.accuracy
+        if averaged is not None and iteration == total_iters:  # what the average added, once
+            row["unaveraged_test_accuracy"] = score(model).accuracy
         history.append(row)
         metrics_lines.append(json.dumps(row))
         atomic_write(
