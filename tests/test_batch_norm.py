@@ -49,6 +49,29 @@ def test_batch_norm_statistics_span_time_and_batch(name):
 
 
 @pytest.mark.parametrize("name", list_models())
+def test_batch_norm_training_spans_all_steps_whatever_the_time_chunk(name):
+    """A CPU runs time steps in chunks; in training that must not change the statistics (nor
+    the model trained), or a recipe would train a different model on a CPU than on a GPU."""
+    torch.manual_seed(10)
+    chunked = create_model(name, norm="batch")
+    whole = create_model(name, norm="batch")
+    whole.load_state_dict(chunked.state_dict())
+    chunked.time_chunk = 2
+    calls = []
+    chunked.norm2.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    x = torch.rand(8, 1, 28, 28)
+    torch.testing.assert_close(chunked(x, steps=5), whole(x, steps=5), atol=0, rtol=0)
+    assert calls == [5 * 8]
+    for a, b in zip(chunked.buffers(), whole.buffers(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)  # running statistics too
+    chunked.eval()  # inference normalises with fixed statistics: chunks are free again
+    calls.clear()
+    with torch.no_grad():
+        chunked(x, steps=5)
+    assert calls == [2 * 8, 2 * 8, 1 * 8]
+
+
+@pytest.mark.parametrize("name", list_models())
 def test_batch_norm_engine_matches_the_snntorch_reference_in_eval(name, run_both_backends):
     torch.manual_seed(9)
     model = create_model(name, norm="batch")

@@ -17,9 +17,10 @@ class SpikingNet(nn.Module):
     forward(x [B,1,28,28]) returns the output layer's record [T, B, classes]; `readout` turns it
     into per-class scores; `loss` is the model's training criterion.
     Stateless layers run over (time chunk x batch) at once; `time_chunk` bounds that chunk so
-    memory stays in check (None = all steps in one chunk). `backend = "snntorch"` runs the same
-    weights the way snnTorch users do, for comparison. `precision = "bf16"` runs the stateless
-    layers in bf16 (spikes are exact in bf16; membranes stay fp32).
+    memory stays in check (None = all steps in one chunk; `chunks` says when it is ignored).
+    `backend = "snntorch"` runs the same weights the way snnTorch users do, for comparison.
+    `precision = "bf16"` runs the stateless layers in bf16 (spikes are exact in bf16; membranes
+    stay fp32).
     """
 
     output_is_spikes: bool = True
@@ -57,7 +58,12 @@ class SpikingNet(nn.Module):
         raise NotImplementedError
 
     def chunks(self, steps: int):
-        """(start, length) pairs covering `steps` time steps."""
+        """(start, length) pairs covering `steps` time steps. While a model with batch norm
+        trains, all steps are one chunk on every device: its statistics span time x batch
+        (tdBN), so a recipe trains the same model on a CPU as on a GPU (chunks of 2 steps gave
+        each chunk statistics of its own; all 16 steps together are no slower on 2 cores)."""
+        if self.training and getattr(self.config, "norm", "none") == "batch":
+            return [(0, steps)]
         size = self.time_chunk or steps
         return [(t, min(size, steps - t)) for t in range(0, steps, size)]
 

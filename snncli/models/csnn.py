@@ -30,11 +30,10 @@ class CSNN(SpikingNet):
     """Conv(1→32)→Pool→LIF→Conv(32→64)→Pool→LIF→Linear(3136→512)→LIF→Linear(512→10)→LIF.
 
     With `norm="batch"` each hidden synaptic layer is followed by batch norm over time x batch
-    (as in tdBN, Zheng et al. 2021; the statistics span the time steps run together: all of them
-    on a GPU, chunks of about 256 step x image samples on a CPU). It keeps every layer's input
-    current at a firing scale throughout training. At inference it is a fixed per-channel affine
-    map that folds into the layer's weights, so the network and its synaptic operations are
-    those of the plain csnn.
+    (as in tdBN, Zheng et al. 2021; in training the statistics span all time steps on every
+    device). It keeps every layer's input current at a firing scale throughout training. At
+    inference it is a fixed per-channel affine map that folds into the layer's weights, so the
+    network and its synaptic operations are those of the plain csnn.
     """
 
     output_is_spikes = True
