@@ -62,3 +62,20 @@ def test_checkpoints_hold_the_average_and_metrics_say_what_it_added(tiny_mnist, 
     assert ckpt["recipe"]["ema"] == 0.9 and plain_ckpt["recipe"]["ema"] == 0.0
     assert not torch.equal(ckpt["state_dict"]["fc1.weight"], plain_ckpt["state_dict"]["fc1.weight"])
     assert ckpt["metrics"]["test_accuracy"] == rows[-1]["test_accuracy"]
+
+
+def test_eval_every_with_eval_epochs_evaluates_each_iteration_once(tiny_mnist, tmp_path):
+    """2 iterations per epoch, --eval-every 1 --eval-epochs 2 over 3 epochs: an evaluation after
+    every iteration, the epoch-end ones of epochs 2 and 3 standing in for the mid-epoch ones
+    (none twice), and the unaveraged score only on the very last."""
+    options = TrainOptions(
+        model="mlp", recipe="seed", epochs=3, eval_epochs=2, eval_every=1, ema=0.5,
+        data_dir=str(tiny_mnist), out=str(tmp_path / "m.pt"), train_limit=256, test_limit=50,
+        plot=False,
+    )
+    result = train(options)
+    rows = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    assert [(r["iteration"], r["epoch"]) for r in rows] == [
+        (1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (6, 3)
+    ]
+    assert ["unaveraged_test_accuracy" in r for r in rows] == [False] * 5 + [True]
