@@ -207,8 +207,8 @@ register_model(
             },
             "fast": FAST_RECIPE,  # the default (see FAST_RECIPE)
             # The most accurate: `fast` with twice the time steps, the rate loss (better than
-            # count from 16 steps on), 10 more epochs and a weight average. 99.38% on MNIST and
-            # 100% of tests/data/user_digits after 1 h 46 min on 2 CPU cores (99.26% without
+            # count from 16 steps on), 10 more epochs and a weight average. 99.41% on MNIST and
+            # 100% of tests/data/user_digits after 1 h 35 min on 2 CPU cores (99.44% without
             # the average in the same run); 99.45% without the average on an H100 (~5 min).
             "best": {**FAST_RECIPE, "epochs": 40, "steps": 16, "loss": "rate", "ema": 0.999},
         },
