@@ -115,6 +115,16 @@ def make_average(model, decay: float):
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+@torch.no_grad()
+def update_average(averaged, model) -> None:
+    """One EMA step. Integer buffers (batch norm's `num_batches_tracked`) are counters, not
+    statistics: AveragedModel would average and truncate them, so they are copied instead."""
+    averaged.update_parameters(model)
+    for mine, theirs in zip(averaged.module.buffers(), model.buffers(), strict=True):
+        if not mine.is_floating_point():
+            mine.copy_(theirs)
+
+
 def make_schedule(optimiser, recipe: dict, total_iters: int):
     """Per-iteration learning-rate schedule: constant, or one-cycle (warm-up then cosine)."""
     if recipe["schedule"] == "onecycle":
@@ -267,7 +277,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
             loss.backward()
             optimiser.step()
             if averaged is not None:
-                averaged.update_parameters(model)
+                update_average(averaged, model)
             if schedule is not None:
                 schedule.step()
             iteration += 1

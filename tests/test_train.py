@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from snncli.registry import create_model, get_model_spec, recipe_problem
-from snncli.train import TrainOptions, make_average, train
+from snncli.train import TrainOptions, make_average, train, update_average
 
 
 def test_average_follows_weights_and_batch_norm_statistics():
@@ -21,7 +21,7 @@ def test_average_follows_weights_and_batch_norm_statistics():
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        averaged.update_parameters(model)
+        update_average(averaged, model)
         for name, value in model.state_dict().items():
             if step and value.is_floating_point():
                 expected[name] = 0.5 * expected[name] + 0.5 * value
@@ -31,6 +31,7 @@ def test_average_follows_weights_and_batch_norm_statistics():
     for name in ("conv1.weight", "fc2.bias", "norm1.weight", "norm3.running_mean"):
         torch.testing.assert_close(got[name], expected[name])
         assert not torch.equal(got[name], model.state_dict()[name])  # an average, not a copy
+    assert got["norm2.num_batches_tracked"] == model.norm2.num_batches_tracked == 3  # a count
     assert make_average(model, 0.0) is None
 
 
