@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from snncli.data import Split, load_split, normalise
 from snncli.evaluate import evaluate_model
-from snncli.registry import get_model_spec, get_recipe
+from snncli.registry import get_model_spec, get_recipe, recipe_config
 from snncli.runtime import resolve_device, resolve_precision, tune_for_device
 
 
@@ -49,7 +49,8 @@ def main() -> None:
     images, labels = train.images.to(device), train.labels.to(device)
 
     torch.manual_seed(0)
-    model = spec.build(spec.config_cls(steps=steps, norm=recipe["norm"])).to(device)
+    model = spec.build(spec.config_cls(**{**recipe_config(spec, recipe), "steps": steps}))
+    model = model.to(device)
     tune_for_device(model, device, batch)
     model.precision = precision
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"])

@@ -215,6 +215,12 @@ def train_command(
         help="Decay of a moving average of the weights that is evaluated and saved, such as "
         "0.999; 0 turns it off. Default: the recipe's.",
     ),
+    surrogate: float = typer.Option(
+        None,
+        "--surrogate",
+        help="Surrogate gradient of the spike: csnn fast-sigmoid slope (higher = narrower), mlp "
+        "triangle width gamma. Default: the recipe's.",
+    ),
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
     from .train import TrainOptions, train
@@ -242,6 +248,7 @@ def train_command(
         norm=norm.value if norm else None,
         loss=loss,
         ema=ema,
+        surrogate=surrogate,
     )
     with TrainProgress(out) as progress:
         result = train(options, on_event=progress.handle)

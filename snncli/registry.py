@@ -44,6 +44,7 @@ RECIPE_KEYS = (
     "norm",  # none, or batch (batch norm before each hidden LIF layer; folds away at inference)
     "loss",  # one of the model class's `losses` (csnn: rate or count; mlp: mean)
     "ema",  # 0 = off; else the decay of a moving average of the weights, evaluated and saved
+    "surrogate",  # the spike's surrogate-gradient parameter (the model class's surrogate_field)
 )
 AUGMENT_LEVELS = ("none", "light", "full")
 OPTIMIZERS = ("adam", "adamw")
@@ -83,7 +84,15 @@ def recipe_problem(spec: ModelSpec, recipe: dict[str, Any]) -> str | None:
             return f"unknown {key} {recipe[key]!r}; choose one of: {', '.join(valid)}"
     if not 0.0 <= recipe["ema"] < 1.0:
         return f"ema {recipe['ema']!r} must be 0 (off) or a decay in (0, 1), such as 0.999"
+    if not recipe["surrogate"] > 0:
+        return f"surrogate {recipe['surrogate']!r} must be positive"
     return None
+
+
+def recipe_config(spec: ModelSpec, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the model's config that `recipe` sets."""
+    surrogate = spec.build.surrogate_field  # csnn: fast-sigmoid slope; mlp: triangle width
+    return {"steps": recipe["steps"], "norm": recipe["norm"], surrogate: recipe["surrogate"]}
 
 
 def list_models() -> list[str]:

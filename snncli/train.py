@@ -24,7 +24,7 @@ from .checkpoint import (
 from .data import Split, batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
-from .registry import get_model_spec, get_recipe, recipe_problem
+from .registry import get_model_spec, get_recipe, recipe_config, recipe_problem
 from .runtime import check_backend, resolve_device, resolve_precision, tune_for_device
 
 
@@ -51,6 +51,7 @@ class TrainOptions:
     norm: str | None = None  # none or batch; None = recipe's
     loss: str | None = None  # one of the model's losses; None = recipe's
     ema: float | None = None  # weight-average decay (0 = off); None = recipe's
+    surrogate: float | None = None  # surrogate-gradient slope/width; None = recipe's
     plot: bool = True
 
 
@@ -79,7 +80,8 @@ def resolve_recipe(options: TrainOptions) -> dict:
     for name in positive:
         _positive(name, getattr(options, name))
     recipe = get_recipe(spec, options.recipe)
-    for name in ("epochs", "steps", "batch_size", "lr", "augment", "init", "norm", "loss", "ema"):
+    for name in ("epochs", "steps", "batch_size", "lr", "augment", "init", "norm", "loss", "ema",
+                 "surrogate"):
         if getattr(options, name) is not None:
             recipe[name] = getattr(options, name)
     recipe["seed"] = options.seed
@@ -166,7 +168,7 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
         test_set = Split(test_set.images.to(device), test_set.labels.to(device))
 
     torch.manual_seed(options.seed)
-    model = spec.build(spec.config_cls(steps=recipe["steps"], norm=recipe["norm"])).to(device)
+    model = spec.build(spec.config_cls(**recipe_config(spec, recipe))).to(device)
     tune_for_device(model, device, recipe["batch_size"])
     model.backend = check_backend(options.backend)
     model.precision = precision

@@ -57,7 +57,7 @@ class TrainProgress:
                 f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
                 f"{r['init']} init, "
                 + ("batch norm, " if r["norm"] == "batch" else "")
-                + f"{r['loss']} loss, "
+                + f"{r['loss']} loss, surrogate {r['surrogate']:g}, "
                 + (f"weight average (ema {r['ema']:g}), " if r["ema"] else "")
                 + event["precision"],
                 highlight=False,

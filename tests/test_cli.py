@@ -389,6 +389,7 @@ def test_models_shows_each_recipes_settings():
     assert rows["augment"] == [["none", "full", "light", "light"], ["none", "full", "light"]]
     assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle"]
     assert rows["ema"] == [["off", "off", "off", "0.999"], ["off", "off", "off"]]
+    assert rows["surrogate"] == [["25", "25", "25", "25"], ["1", "1", "1"]]
 
 
 def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, tmp_path):
@@ -407,6 +408,20 @@ def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, 
         run(*args, "--out", tmp_path / "bad.pt", "--ema", "1.5"),
         "ema 1.5 must be 0 (off) or a decay in (0, 1)",
     )
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_train_surrogate_option_reaches_the_model_and_refuses_non_positive(tiny_mnist, tmp_path):
+    out = tmp_path / "wide.pt"
+    args = ["train", "-m", "mlp", "--data-dir", tiny_mnist, "--train-limit", "128",
+            "--test-limit", "20", "--steps", "2", "--epochs", "1"]
+    result = run(*args, "--out", out, "--surrogate", "2.5")
+    assert result.exit_code == 0, result.output
+    assert "surrogate 2.5" in " ".join(result.output.split())
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["recipe"]["surrogate"] == 2.5 and ckpt["config"]["gamma"] == 2.5
+    bad = run(*args, "--out", tmp_path / "bad.pt", "--surrogate", "0")
+    assert_user_error(bad, "surrogate 0.0 must be positive")
     assert not (tmp_path / "bad.pt").exists()
     assert run(*args, "--eval-epochs", "0").exit_code == 2
 

@@ -33,6 +33,9 @@ def test_every_model_has_complete_metadata(name):
         assert set(RECIPE_KEYS) <= set(recipe)
         assert recipe["epochs"] > 0 and recipe["lr"] > 0 and recipe["steps"] > 0
         assert recipe["augment"] in AUGMENT_LEVELS and recipe["init"] in ("pytorch", "calibrated")
+        assert recipe["surrogate"] > 0
+    # A recipe's surrogate sets a field of the model's config.
+    assert spec.build.surrogate_field in {f.name for f in dataclasses.fields(spec.config_cls)}
     mean, std = spec.normalisation
     assert std > 0
 

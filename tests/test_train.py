@@ -42,6 +42,27 @@ def test_decays_outside_zero_to_one_are_refused(decay):
     assert message.startswith(f"ema {decay!r} must be 0 (off) or a decay in (0, 1)")
 
 
+def test_a_narrower_surrogate_changes_training_but_not_the_forward_pass(tiny_mnist, tmp_path):
+    """The recipe's surrogate is the csnn's fast-sigmoid slope: the same seed gives the same
+    initial network (same forward pass), different gradients, so different trained weights."""
+    def run(surrogate):
+        options = TrainOptions(
+            model="csnn", recipe="fast", epochs=1, steps=2, surrogate=surrogate, plot=False,
+            data_dir=str(tiny_mnist), out=str(tmp_path / f"s{surrogate}.pt"), train_limit=128,
+            test_limit=20,
+        )
+        return torch.load(train(options).last_path, weights_only=True)
+
+    narrow, wide = run(25.0), run(5.0)
+    assert (narrow["config"]["slope"], wide["config"]["slope"]) == (25.0, 5.0)
+    assert wide["recipe"]["surrogate"] == 5.0
+    assert not torch.equal(narrow["state_dict"]["conv1.weight"], wide["state_dict"]["conv1.weight"])
+    spec = get_model_spec("csnn")
+    assert recipe_problem(spec, {**spec.recipes["best"], "surrogate": -1.0}) == (
+        "surrogate -1.0 must be positive"
+    )
+
+
 def test_checkpoints_hold_the_average_and_metrics_say_what_it_added(tiny_mnist, tmp_path):
     def run(ema: float, name: str):
         options = TrainOptions(

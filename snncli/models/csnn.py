@@ -38,6 +38,7 @@ class CSNN(SpikingNet):
 
     output_is_spikes = True
     losses = ("rate", "count")
+    surrogate_field = "slope"  # what a recipe's `surrogate` sets
 
     def __init__(self, config: CSNNConfig):
         super().__init__(config)
@@ -154,6 +155,7 @@ FAST_RECIPE = {
     "norm": "batch",
     "loss": "count",
     "ema": 0.0,
+    "surrogate": 25.0,
 }
 
 
@@ -184,6 +186,7 @@ register_model(
                 "norm": "none",
                 "loss": "rate",
                 "ema": 0.0,
+                "surrogate": 25.0,
             },
             # Quicker to train on a CPU (about 20 minutes on 2 cores): fully augmented for users'
             # own digits, a one-cycle schedule at a gentler peak rate (the seed's constant 1e-2
@@ -204,6 +207,7 @@ register_model(
                 "norm": "none",
                 "loss": "rate",
                 "ema": 0.0,
+                "surrogate": 25.0,
             },
             "fast": FAST_RECIPE,  # the default (see FAST_RECIPE)
             # The most accurate: `fast` with twice the time steps, the rate loss (better than

@@ -29,6 +29,7 @@ class MLP(SpikingNet):
 
     output_is_spikes = False
     losses = ("mean",)
+    surrogate_field = "gamma"  # what a recipe's `surrogate` sets
 
     def __init__(self, config: MLPConfig):
         super().__init__(config)
@@ -115,6 +116,7 @@ register_model(
                 "norm": "none",
                 "loss": "mean",
                 "ema": 0.0,
+                "surrogate": 1.0,
             },
             "robust": {
                 "epochs": 3,
@@ -131,6 +133,7 @@ register_model(
                 "norm": "none",
                 "loss": "mean",
                 "ema": 0.0,
+                "surrogate": 1.0,
             },
             # The most accurate on MNIST (see benchmarks/README.md, recipe experiments): light
             # augmentation (MNIST-sized shifts and rotations), label smoothing 0.1 and a long
@@ -150,6 +153,7 @@ register_model(
                 "norm": "none",
                 "loss": "mean",
                 "ema": 0.0,
+                "surrogate": 1.0,
             },
         },
         normalisation=(0.1307, 0.3081),
