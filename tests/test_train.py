@@ -53,6 +53,13 @@ def test_a_narrower_surrogate_changes_training_but_not_the_forward_pass(tiny_mni
         )
         return torch.load(train(options).last_path, weights_only=True)
 
+    images = torch.rand(4, 1, 28, 28)
+    forward = []
+    for slope in (25.0, 5.0):
+        torch.manual_seed(0)
+        forward.append(create_model("csnn", steps=2, slope=slope)(images))
+    assert torch.equal(*forward)
+
     narrow, wide = run(25.0), run(5.0)
     assert (narrow["config"]["slope"], wide["config"]["slope"]) == (25.0, 5.0)
     assert wide["recipe"]["surrogate"] == 5.0
