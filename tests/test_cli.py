@@ -365,7 +365,7 @@ def test_train_overrides_augmentation_and_calibrates_when_the_recipe_says(tiny_m
     )
     assert result.exit_code == 0, result.output
     assert "augmentation light" in result.output
-    assert "calibrated init, mean loss, bf16" in result.output
+    assert "calibrated init, mean loss, surrogate 1, bf16" in result.output
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["recipe"]["augment"] == "light" and ckpt["recipe"]["init"] == "calibrated"
     assert ckpt["metrics"]["precision"] == "bf16"
@@ -389,7 +389,7 @@ def test_models_shows_each_recipes_settings():
     assert rows["augment"] == [["none", "full", "light", "light"], ["none", "full", "light"]]
     assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle"]
     assert rows["ema"] == [["off", "off", "off", "0.999"], ["off", "off", "off"]]
-    assert rows["surrogate"] == [["25", "25", "25", "25"], ["1", "1", "1"]]
+    assert rows["surrogate"] == [["25", "25", "25", "5"], ["1", "1", "1"]]
 
 
 def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, tmp_path):
