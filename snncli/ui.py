@@ -92,6 +92,13 @@ def evaluation_tables(path, ckpt: dict, result, sweep_rows=()) -> list[Table]:
     summary.add_row("time steps", str(result.steps))
     summary.add_row("test images", f"{result.total:,}")
     summary.add_row("accuracy", f"[bold]{100 * result.accuracy:.2f}%[/] ({result.correct:,} right)")
+    trained = ckpt.get("metrics", {})
+    if "test_accuracy" in trained:  # what training reported, so a precision gap is visible
+        summary.add_row(
+            "as trained",
+            f"{100 * trained['test_accuracy']:.2f}% ({trained.get('test_images', 0):,} images, "
+            f"{trained.get('precision', 'fp32')})",
+        )
     if result.mean_output_spikes is not None:
         summary.add_row("output spikes per image", f"{result.mean_output_spikes:.1f}")
     summary.add_row("speed", f"{result.images_per_second:,.0f} images/s ({result.seconds:.1f} s)")

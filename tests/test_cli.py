@@ -140,6 +140,9 @@ def test_evaluate_tables_use_the_newest_checkpoint(mlp_checkpoint, tiny_mnist, i
     for text in ("checkpoints/mine.pt", "Accuracy per digit (%)", "Confusion matrix", "images/s"):
         assert text in result.output
     assert "50" in result.output
+    metrics = torch.load(mlp_checkpoint, weights_only=True)["metrics"]
+    as_trained = f"{100 * metrics['test_accuracy']:.2f}% ({metrics['test_images']:,} images, fp32)"
+    assert f"as trained │ {as_trained}" in " ".join(result.output.split())
 
 
 def big_photo(digit: int, seed: int) -> Image.Image:
