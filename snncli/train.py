@@ -24,7 +24,7 @@ from .checkpoint import (
 from .data import Split, batches, load_split, normalise
 from .errors import SnnError
 from .evaluate import Evaluation, evaluate_model
-from .registry import get_model_spec, get_recipe, recipe_config, recipe_problem
+from .registry import RECIPE_KEYS, get_model_spec, get_recipe, recipe_config, recipe_problem
 from .runtime import check_backend, resolve_device, resolve_precision, tune_for_device
 
 
@@ -80,9 +80,8 @@ def resolve_recipe(options: TrainOptions) -> dict:
     for name in positive:
         _positive(name, getattr(options, name))
     recipe = get_recipe(spec, options.recipe)
-    for name in ("epochs", "steps", "batch_size", "lr", "augment", "init", "norm", "loss", "ema",
-                 "surrogate"):
-        if getattr(options, name) is not None:
+    for name in RECIPE_KEYS:  # the options named like a recipe setting override it
+        if getattr(options, name, None) is not None:
             recipe[name] = getattr(options, name)
     recipe["seed"] = options.seed
     problem = recipe_problem(spec, recipe)

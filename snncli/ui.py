@@ -96,8 +96,8 @@ def evaluation_tables(path, ckpt: dict, result, sweep_rows=()) -> list[Table]:
     if "test_accuracy" in trained:  # what training reported, so a precision gap is visible
         summary.add_row(
             "as trained",
-            f"{100 * trained['test_accuracy']:.2f}% ({trained.get('test_images', 0):,} images, "
-            f"{trained.get('precision', 'fp32')})",
+            f"{100 * trained['test_accuracy']:.2f}% ({trained['test_images']:,} images, "
+            f"{trained.get('precision', 'fp32')})",  # recorded since --precision existed
         )
     if result.mean_output_spikes is not None:
         summary.add_row("output spikes per image", f"{result.mean_output_spikes:.1f}")
