@@ -96,6 +96,11 @@ class Norm(str, Enum):
     batch = "batch"
 
 
+class Decay(str, Enum):
+    fixed = "fixed"
+    learned = "learned"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -221,6 +226,12 @@ def train_command(
         help="Surrogate gradient of the spike: csnn fast-sigmoid slope (higher = narrower), mlp "
         "triangle width gamma. Default: the recipe's.",
     ),
+    decay: Decay = typer.Option(
+        None,
+        "--decay",
+        help="fixed (csnn beta 0.5, mlp tau 0.5), or learned per spiking layer from there. "
+        "Default: the recipe's.",
+    ),
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
     from .train import TrainOptions, train
@@ -249,6 +260,7 @@ def train_command(
         loss=loss,
         ema=ema,
         surrogate=surrogate,
+        decay=decay.value if decay else None,
     )
     with TrainProgress(out) as progress:
         result = train(options, on_event=progress.handle)

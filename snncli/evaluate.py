@@ -25,6 +25,7 @@ class Evaluation:
     # Activity of the spiking layers (engine backend): spikes per neuron per step, by layer,
     # and the usual energy proxy, synaptic operations (spike x fan-out) per image.
     firing_rates: dict[str, float] | None = None
+    decays: dict[str, float] | None = None  # each layer's membrane decay (beta/tau), learned or not
     synops_per_image: float | None = None
     dense_macs_per_image: int | None = None  # the first layer's MACs on the analogue image
 
@@ -104,6 +105,9 @@ def evaluate_model(
             "firing_rates": {
                 name: counts[i] / sites[i] if sites[i] else 0.0
                 for i, (name, _) in enumerate(layers)
+            },
+            "decays": {
+                name: float(lif.decay()) for (name, _), lif in zip(layers, lifs, strict=True)
             },
             "synops_per_image": sum(c * f for c, (_, f) in zip(counts, layers, strict=True))
             / total,

@@ -13,6 +13,7 @@ inside one Triton kernel each (`snncli.triton_lif`); elsewhere they are a short 
 
 from __future__ import annotations
 
+import math
 import sys
 
 import torch
@@ -82,15 +83,27 @@ def _current_grad(grad, static: bool, dtype):
     return (grad.sum(0) if static else grad).to(dtype or torch.float32)
 
 
+def _decay_grad(grad, previous, initial):
+    """dL/d(decay) = sum over steps and neurons of dL/dU[t] * (the state decayed into U[t]):
+    `previous` [T-1, N] for steps 1.., `initial` [N] (the state before step 0) for step 0.
+    None when the decay is fixed (`initial` None)."""
+    if initial is None:
+        return None
+    return (grad[1:] * previous).sum() + (grad[0] * initial).sum()
+
+
 def subtract_backward(grad_spikes, grad_last, mems, beta, threshold, slope, static=False,
-                      dtype=None):
-    """-> (dL/dI [T, N] or [N] if static, dL/dU[-1]). S = H(U - thr) with the fast-sigmoid
-    surrogate; the reset is detached (as in snnTorch), so dU[t+1]/dU[t] = beta."""
+                      dtype=None, initial=None):
+    """-> (dL/dI [T, N] or [N] if static, dL/dU[-1], dL/dbeta or None). S = H(U - thr) with
+    the fast-sigmoid surrogate; the reset is detached (as in snnTorch), so dU[t+1]/dU[t] =
+    beta. dL/dbeta (a 0-dim tensor) is computed when `initial`, the state before step 0, is
+    given (a learned decay)."""
     grad = grad_spikes / (mems - threshold).abs_().mul_(slope).add_(1.0).square_()
     grad[-1].add_(grad_last)
     for t in range(grad.shape[0] - 2, -1, -1):
         grad[t].add_(grad[t + 1], alpha=beta)
-    return _current_grad(grad, static, dtype), grad[0] * beta
+    grad_beta = _decay_grad(grad, mems[:-1], initial)
+    return _current_grad(grad, static, dtype), grad[0] * beta, grad_beta
 
 
 def hard_reset_forward(current, v_reset, tau: float, threshold: float, steps: int | None = None):
@@ -108,17 +121,20 @@ def hard_reset_forward(current, v_reset, tau: float, threshold: float, steps: in
 
 
 def hard_reset_backward(grad_spikes, grad_last, mems, tau, threshold, gamma, static=False,
-                        dtype=None):
-    """-> (dL/dI [T, N] or [N] if static, dL/dVr[-1]) with the triangle surrogate; the reset
-    mask is detached, so dV[t+1]/dV[t] = tau * (no spike at t)."""
+                        dtype=None, initial=None):
+    """-> (dL/dI [T, N] or [N] if static, dL/dVr[-1], dL/dtau or None) with the triangle
+    surrogate; the reset mask is detached, so dV[t+1]/dV[t] = tau * (no spike at t).
+    dL/dtau is computed when `initial`, the state before step 0, is given."""
     x = mems - threshold
     grad = grad_spikes * (gamma - x.abs()).clamp_min_(0).div_(gamma * gamma)
     keep = (x <= 0).to(mems.dtype)
     grad[-1].addcmul_(keep[-1], grad_last)
+    reset = mems[:-1] * keep[:-1] if initial is not None else None  # Vr[t-1], t = 1..
     decay = keep.mul_(tau)
     for t in range(grad.shape[0] - 2, -1, -1):
         grad[t].addcmul_(decay[t], grad[t + 1])
-    return _current_grad(grad, static, dtype), grad[0] * tau
+    grad_tau = _decay_grad(grad, reset, initial)
+    return _current_grad(grad, static, dtype), grad[0] * tau, grad_tau
 
 
 def _kernels(tensor: torch.Tensor):
@@ -152,28 +168,31 @@ class LIFSequence(torch.autograd.Function):
     fp32, not differentiable). Under bf16 autocast the current and spikes are bf16 (spikes
     are exact), so no casts are needed around the neighbouring layers; the membrane stays
     fp32. A static current (`steps` given) is read, and its gradient summed, without ever
-    being expanded to [T, N]."""
+    being expanded to [T, N]. `decay` is a float, or a 0-dim tensor when it is learned (its
+    gradient is then computed too)."""
 
     @staticmethod
-    def forward(ctx, current, state, reset: str, decay: float, threshold: float, width: float,
+    def forward(ctx, current, state, reset: str, decay, threshold: float, width: float,
                 steps: int | None):
         name = "subtract" if reset == "subtract" else "hard_reset"
+        decay = float(decay)
         spikes, mems, last = _recurrence(name + "_forward", current, current, state, decay,
                                          threshold, steps)
-        ctx.save_for_backward(mems)
+        ctx.save_for_backward(mems, state)
         ctx.params = (name, decay, threshold, width, steps is not None, current.dtype)
         ctx.mark_non_differentiable(mems)
         return spikes, last, mems
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_last, _grad_mems):
-        (mems,) = ctx.saved_tensors
+        mems, state = ctx.saved_tensors
         name, decay, threshold, width, static, dtype = ctx.params
-        grad_current, grad_state = _recurrence(
+        initial = state.to(torch.float32) if ctx.needs_input_grad[3] else None
+        grad_current, grad_state, grad_decay = _recurrence(
             name + "_backward", mems, grad_spikes, grad_last.contiguous(), mems, decay,
-            threshold, width, static, dtype,
+            threshold, width, static, dtype, initial,
         )
-        return grad_current, grad_state, None, None, None, None, None
+        return grad_current, grad_state, None, grad_decay, None, None, None
 
 
 def _run(current, state, reset, decay, threshold, width, record_membrane):
@@ -197,35 +216,55 @@ def _run(current, state, reset, decay, threshold, width, record_membrane):
     )
 
 
-class LeakySubtract(nn.Module):
+class _Leaky(nn.Module):
+    """What both LIF layers share: a decay (beta, tau) that is a fixed float or, with
+    `learn_decay`, learned per layer (as in PLIF, Fang et al. 2021) through a sigmoid that
+    keeps it in (0, 1), starting from the given value."""
+
+    reset = ""  # the `_run` reset mode
+
+    def __init__(self, decay: float, threshold: float, width: float, learn_decay: bool):
+        super().__init__()
+        self.threshold, self.width = threshold, width
+        self.fixed_decay = None if learn_decay else decay
+        if learn_decay:
+            if not 0.0 < decay < 1.0:
+                raise ValueError(f"a learned decay starts inside (0, 1), not at {decay}")
+            self.decay_logit = nn.Parameter(torch.tensor(math.log(decay / (1.0 - decay))))
+
+    def decay(self):
+        """The decay to run with: a float, or a 0-dim tensor in the graph when learned."""
+        return self.fixed_decay if self.fixed_decay is not None else self.decay_logit.sigmoid()
+
+    def forward(self, current, state=None, record_membrane: bool = False):
+        """current [T, B, ...] -> (spikes [T, B, ...], state, membrane [T, B, ...] or None)."""
+        return _run(current, state, self.reset, self.decay(), self.threshold, self.width,
+                    record_membrane)
+
+
+class LeakySubtract(_Leaky):
     """snnTorch `Leaky` semantics: U[t] = beta*U[t-1] + I[t] - S[t-1]*thr, S[t] = U[t] > thr.
 
     The reset term uses the previous step's spike, detached from the graph (as snnTorch does);
     the surrogate gradient is the fast sigmoid 1/(1+slope|U-thr|)^2.
     """
 
-    def __init__(self, beta: float = 0.5, threshold: float = 1.0, slope: float = 25.0):
-        super().__init__()
-        self.beta, self.threshold, self.slope = beta, threshold, slope
+    reset = "subtract"
 
-    def forward(self, current, state=None, record_membrane: bool = False):
-        """current [T, B, ...] -> (spikes [T, B, ...], state, membrane [T, B, ...] or None)."""
-        return _run(current, state, "subtract", self.beta, self.threshold, self.slope,
-                    record_membrane)
+    def __init__(self, beta: float = 0.5, threshold: float = 1.0, slope: float = 25.0,
+                 learn_decay: bool = False):
+        super().__init__(beta, threshold, slope, learn_decay)
 
 
-class LeakyHardReset(nn.Module):
+class LeakyHardReset(_Leaky):
     """The seed MLP's LIF: V[t] = tau*V[t-1] + I[t]; spike when V > thr, then V = 0.
 
     `mem` returned is the membrane before reset (what the spike was decided on); the surrogate
     gradient is the triangle max(0, gamma-|V-thr|)/gamma^2.
     """
 
-    def __init__(self, tau: float = 0.5, threshold: float = 1.0, gamma: float = 1.0):
-        super().__init__()
-        self.tau, self.threshold, self.gamma = tau, threshold, gamma
+    reset = "hard"
 
-    def forward(self, current, state=None, record_membrane: bool = False):
-        """current [T, B, ...] -> (spikes [T, B, ...], state, membrane [T, B, ...] or None)."""
-        return _run(current, state, "hard", self.tau, self.threshold, self.gamma,
-                    record_membrane)
+    def __init__(self, tau: float = 0.5, threshold: float = 1.0, gamma: float = 1.0,
+                 learn_decay: bool = False):
+        super().__init__(tau, threshold, gamma, learn_decay)

@@ -45,12 +45,14 @@ RECIPE_KEYS = (
     "loss",  # one of the model class's `losses` (csnn: rate or count; mlp: mean)
     "ema",  # 0 = off; else the decay of a moving average of the weights, evaluated and saved
     "surrogate",  # the spike's surrogate-gradient parameter (the model class's surrogate_field)
+    "decay",  # fixed (the config's beta/tau), or learned per spiking layer (starting there)
 )
 AUGMENT_LEVELS = ("none", "light", "full")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "onecycle")
 INITS = ("pytorch", "calibrated")
 NORMS = ("none", "batch")
+DECAYS = ("fixed", "learned")
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -77,6 +79,7 @@ def recipe_problem(spec: ModelSpec, recipe: dict[str, Any]) -> str | None:
         "schedule": SCHEDULES,
         "init": INITS,
         "norm": NORMS,
+        "decay": DECAYS,
         "loss": getattr(spec.build, "losses", (recipe["loss"],)),  # the model class's own
     }
     for key, valid in choices.items():
@@ -92,7 +95,8 @@ def recipe_problem(spec: ModelSpec, recipe: dict[str, Any]) -> str | None:
 def recipe_config(spec: ModelSpec, recipe: dict[str, Any]) -> dict[str, Any]:
     """The fields of the model's config that `recipe` sets."""
     surrogate = spec.build.surrogate_field  # csnn: fast-sigmoid slope; mlp: triangle width
-    return {"steps": recipe["steps"], "norm": recipe["norm"], surrogate: recipe["surrogate"]}
+    return {"steps": recipe["steps"], "norm": recipe["norm"], surrogate: recipe["surrogate"],
+            "learn_decay": recipe["decay"] == "learned"}
 
 
 def list_models() -> list[str]:

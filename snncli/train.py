@@ -52,6 +52,7 @@ class TrainOptions:
     loss: str | None = None  # one of the model's losses; None = recipe's
     ema: float | None = None  # weight-average decay (0 = off); None = recipe's
     surrogate: float | None = None  # surrogate-gradient slope/width; None = recipe's
+    decay: str | None = None  # fixed or learned; None = recipe's
     plot: bool = True
 
 

@@ -112,8 +112,8 @@ if triton is not None:
 
     @triton.jit
     def _subtract_backward_kernel(
-        gs_ptr, gl_ptr, mems_ptr, gc_ptr, gstate_ptr, T, N, beta, threshold, slope,
-        BLOCK: tl.constexpr, STATIC: tl.constexpr,
+        gs_ptr, gl_ptr, mems_ptr, gc_ptr, gstate_ptr, init_ptr, gdecay_ptr, T, N, beta,
+        threshold, slope, BLOCK: tl.constexpr, STATIC: tl.constexpr, LEARN: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < N
@@ -126,11 +126,17 @@ if triton is not None:
             gc_p = gc_ptr + last_row + offs
         carry = tl.load(gl_ptr + offs, mask=mask, other=0.0)  # dL/dU[t] from later steps
         total = tl.zeros([BLOCK], dtype=tl.float32)
+        later = tl.zeros([BLOCK], dtype=tl.float32)  # gU[t+1] (LEARN)
+        gdecay = tl.zeros([BLOCK], dtype=tl.float32)  # sum over t of gU[t+1] * U[t] (LEARN)
         for _ in range(T):  # t = T-1 .. 0: gU[t] = g[t] + carry; carry = beta*gU[t]
             # surrogate g = gs / (slope*|U - thr| + 1)^2
-            den = tl.abs(tl.load(m_p, mask=mask, other=0.0) - threshold) * slope + 1.0
+            mem = tl.load(m_p, mask=mask, other=0.0)
+            den = tl.abs(mem - threshold) * slope + 1.0
             gs = tl.load(gs_p, mask=mask, other=0.0).to(tl.float32)
             acc = tl.div_rn(gs, den * den) + carry
+            if LEARN:
+                gdecay += later * mem
+                later = acc
             if STATIC:
                 total += acc
             else:
@@ -142,6 +148,9 @@ if triton is not None:
         if STATIC:
             tl.store(gc_p, total.to(gc_ptr.dtype.element_ty), mask=mask)
         tl.store(gstate_ptr + offs, carry, mask=mask)
+        if LEARN:  # step 0 decayed the initial state
+            gdecay += later * tl.load(init_ptr + offs, mask=mask, other=0.0)
+            tl.store(gdecay_ptr + offs, gdecay, mask=mask)
 
     @triton.jit
     def _hard_reset_forward_kernel(
@@ -167,8 +176,9 @@ if triton is not None:
 
     @triton.jit
     def _hard_reset_backward_kernel(
-        gs_ptr, gl_ptr, mems_ptr, gc_ptr, gstate_ptr, T, N, tau, threshold, gamma, inv_gamma2,
-        BLOCK: tl.constexpr, STATIC: tl.constexpr,
+        gs_ptr, gl_ptr, mems_ptr, gc_ptr, gstate_ptr, init_ptr, gdecay_ptr, T, N, tau,
+        threshold, gamma, inv_gamma2, BLOCK: tl.constexpr, STATIC: tl.constexpr,
+        LEARN: tl.constexpr,
     ):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < N
@@ -181,13 +191,20 @@ if triton is not None:
             gc_p = gc_ptr + last_row + offs
         carry = tl.load(gl_ptr + offs, mask=mask, other=0.0)  # dL/dVr[t] from later steps
         total = tl.zeros([BLOCK], dtype=tl.float32)
+        later = tl.zeros([BLOCK], dtype=tl.float32)  # gV[t+1] (LEARN)
+        gdecay = tl.zeros([BLOCK], dtype=tl.float32)  # sum over t of gV[t+1] * Vr[t] (LEARN)
         for _ in range(T):  # t = T-1 .. 0: gV[t] = g[t] + keep[t]*carry; carry = tau*gV[t]
             # g = gs * max(0, gamma - |V - thr|)/gamma^2; the state gradient passes only where
             # the neuron did not spike (the reset is detached)
-            x = tl.load(m_p, mask=mask, other=0.0) - threshold
+            v = tl.load(m_p, mask=mask, other=0.0)
+            x = v - threshold
             tri = tl.maximum(gamma - tl.abs(x), 0.0) * inv_gamma2
             g = tl.load(gs_p, mask=mask, other=0.0).to(tl.float32) * tri
-            acc = g + (x <= 0.0).to(tl.float32) * carry
+            keep = (x <= 0.0).to(tl.float32)
+            acc = g + keep * carry
+            if LEARN:
+                gdecay += later * (v * keep)
+                later = acc
             if STATIC:
                 total += acc
             else:
@@ -199,6 +216,9 @@ if triton is not None:
         if STATIC:
             tl.store(gc_p, total.to(gc_ptr.dtype.element_ty), mask=mask)
         tl.store(gstate_ptr + offs, carry, mask=mask)
+        if LEARN:  # step 0 decayed the initial (already reset) state
+            gdecay += later * tl.load(init_ptr + offs, mask=mask, other=0.0)
+            tl.store(gdecay_ptr + offs, gdecay, mask=mask)
 
 
 # --- launch ---------------------------------------------------------------------------------
@@ -253,8 +273,9 @@ def _forward(kernel, current, state, decay: float, threshold: float, steps: int 
     return spikes, mems, last
 
 
-def _backward(kernel, grad_spikes, grad_last, mems, scalars, static: bool, dtype):
-    """-> (dL/dI [T, N], or [N] summed over steps if `static`, in `dtype`; dL/dstate [N])."""
+def _backward(kernel, grad_spikes, grad_last, mems, scalars, static: bool, dtype, initial):
+    """-> (dL/dI [T, N], or [N] summed over steps if `static`, in `dtype`; dL/dstate [N];
+    dL/d(decay) as a 0-dim tensor, or None without `initial`, the state before step 0)."""
     mems = mems.to(torch.float32).contiguous()
     grad_spikes = grad_spikes.contiguous()
     grad_last = grad_last.to(torch.float32).contiguous().view(-1)
@@ -264,13 +285,20 @@ def _backward(kernel, grad_spikes, grad_last, mems, scalars, static: bool, dtype
     _check(n, grad_last, t, grad_spikes)
     dtype = dtype or torch.float32
     grad_current = torch.empty((n,) if static else (t, n), dtype=dtype, device=mems.device)
+    learn = initial is not None
+    if learn:
+        initial = initial.to(torch.float32).contiguous().view(-1)
+        _check(n, initial, t)
     if t == 0:  # no steps: the state passes straight through
-        return grad_current.zero_(), grad_last.clone()
+        return grad_current.zero_(), grad_last.clone(), mems.new_zeros(()) if learn else None
     grad_state = mems.new_empty(n)
+    # per-neuron partial sums of dL/d(decay); without LEARN the kernel never touches them
+    grad_decay = mems.new_zeros(n) if learn else grad_state
     if n:
         _launch(kernel, n, mems.device, grad_spikes, grad_last, mems, grad_current, grad_state,
-                t, n, *scalars, STATIC=static)
-    return grad_current, grad_state
+                initial if learn else grad_last, grad_decay, t, n, *scalars, STATIC=static,
+                LEARN=learn)
+    return grad_current, grad_state, grad_decay.sum() if learn else None
 
 
 def subtract_forward(current, mem, beta: float, threshold: float, steps: int | None = None):
@@ -280,11 +308,11 @@ def subtract_forward(current, mem, beta: float, threshold: float, steps: int | N
 
 
 def subtract_backward(grad_spikes, grad_last, mems, beta, threshold, slope, static=False,
-                      dtype=None):
-    """-> (dL/dI, dL/dU[-1] [N]) with the fast-sigmoid surrogate 1/(1+slope|U-thr|)^2 and the
-    detached reset (dU[t+1]/dU[t] = beta)."""
+                      dtype=None, initial=None):
+    """-> (dL/dI, dL/dU[-1] [N], dL/dbeta or None) with the fast-sigmoid surrogate
+    1/(1+slope|U-thr|)^2 and the detached reset (dU[t+1]/dU[t] = beta)."""
     return _backward(_subtract_backward_kernel, grad_spikes, grad_last, mems,
-                     (float(beta), float(threshold), float(slope)), static, dtype)
+                     (float(beta), float(threshold), float(slope)), static, dtype, initial)
 
 
 def hard_reset_forward(current, v_reset, tau: float, threshold: float, steps: int | None = None):
@@ -294,11 +322,12 @@ def hard_reset_forward(current, v_reset, tau: float, threshold: float, steps: in
 
 
 def hard_reset_backward(grad_spikes, grad_last, mems, tau, threshold, gamma, static=False,
-                        dtype=None):
-    """-> (dL/dI, dL/dVr[-1] [N]) with the triangle surrogate max(0, gamma-|V-thr|)/gamma^2
-    and the detached reset mask (dV[t+1]/dV[t] = tau*(no spike at t))."""
+                        dtype=None, initial=None):
+    """-> (dL/dI, dL/dVr[-1] [N], dL/dtau or None) with the triangle surrogate
+    max(0, gamma-|V-thr|)/gamma^2 and the detached reset mask (dV[t+1]/dV[t] = tau*(no spike
+    at t))."""
     gamma = float(gamma)
     # PyTorch on CUDA divides by a Python scalar as a multiply by its fp32 reciprocal
     inv_gamma2 = (torch.tensor(1.0) / torch.tensor(gamma * gamma, dtype=torch.float32)).item()
     return _backward(_hard_reset_backward_kernel, grad_spikes, grad_last, mems,
-                     (float(tau), float(threshold), gamma, inv_gamma2), static, dtype)
+                     (float(tau), float(threshold), gamma, inv_gamma2), static, dtype, initial)

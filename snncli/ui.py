@@ -57,6 +57,7 @@ class TrainProgress:
                 f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
                 f"{r['init']} init, "
                 + ("batch norm, " if r["norm"] == "batch" else "")
+                + ("learned decay, " if r["decay"] == "learned" else "")
                 + f"{r['loss']} loss, surrogate {r['surrogate']:g}, "
                 + (f"weight average (ema {r['ema']:g}), " if r["ema"] else "")
                 + event["precision"],
@@ -112,8 +113,9 @@ def evaluation_tables(path, ckpt: dict, result, sweep_rows=()) -> list[Table]:
         )
         rates.add_column("layer")
         rates.add_column("rate", justify="right")
+        rates.add_column("decay", justify="right")
         for name, rate in result.firing_rates.items():
-            rates.add_row(name, f"{rate:.4f}")
+            rates.add_row(name, f"{rate:.4f}", f"{result.decays[name]:.3f}")
         tables.append(rates)
     if sweep_rows:
         sweep = Table(

@@ -306,6 +306,7 @@ def test_evaluate_reports_activity_sweep_and_plot(mlp_checkpoint, tiny_mnist, tm
     expected = 6 * 512 * (rates["lif1 (fc1)"] * 512 + rates["lif2 (fc2)"] * 10)
     assert report["synops_per_image"] == pytest.approx(expected, rel=1e-6)
     assert report["dense_macs_per_image"] == 784 * 512
+    assert report["decays"] == {"lif1 (fc1)": 0.5, "lif2 (fc2)": 0.5}  # the seed's fixed tau
     assert plot.read_bytes()[:4] == b"\x89PNG"
     tables = run(*args, "--steps-sweep", "2,6")
     assert "Firing rate per layer" in tables.output and "Accuracy vs time steps" in tables.output
@@ -393,6 +394,7 @@ def test_models_shows_each_recipes_settings():
     assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle"]
     assert rows["ema"] == [["off", "off", "off", "0.999"], ["off", "off", "off"]]
     assert rows["surrogate"] == [["25", "25", "25", "5"], ["1", "1", "1"]]
+    assert rows["decay"] == [["fixed"] * 4, ["fixed"] * 3]
 
 
 def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, tmp_path):
@@ -502,3 +504,27 @@ def test_norm_and_loss_override_the_recipe(tiny_mnist, tmp_path):
     )
     result = run(*args, "-m", "mlp", "--norm", "group")
     assert result.exit_code == 2 and "group" in result.output
+
+
+def test_train_learns_the_decay_when_asked_and_evaluate_shows_it(tiny_mnist, tmp_path):
+    """--decay learned: one decay parameter per spiking layer, trained from the config's
+    value, saved, rebuilt from the checkpoint and shown by evaluate; other values are refused."""
+    out = tmp_path / "learned.pt"
+    args = ["train", "-m", "csnn", "--recipe", "fast", "--data-dir", tiny_mnist,
+            "--train-limit", "256", "--test-limit", "20", "--steps", "2", "--epochs", "1"]
+    result = run(*args, "--out", out, "--decay", "learned", "--lr", "0.05")
+    assert result.exit_code == 0, result.output
+    assert "learned decay" in " ".join(result.output.split())
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["recipe"]["decay"] == "learned" and ckpt["config"]["learn_decay"] is True
+    logits = [ckpt["state_dict"][f"lifs.{i}.decay_logit"] for i in range(4)]
+    decays = [torch.sigmoid(w).item() for w in logits]
+    assert all(abs(d - 0.5) > 1e-4 for d in decays), decays  # trained away from beta = 0.5
+    evaluated = run("evaluate", out, "--data-dir", tiny_mnist, "--limit", "20", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert list(json.loads(evaluated.stdout)["decays"].values()) == pytest.approx(decays)
+    table = run("evaluate", out, "--data-dir", tiny_mnist, "--limit", "20")
+    assert f"{decays[0]:.3f}" in table.output
+    bad = run(*args, "--out", tmp_path / "bad.pt", "--decay", "sometimes")
+    assert bad.exit_code == 2 and "sometimes" in bad.output
+    assert not (tmp_path / "bad.pt").exists()

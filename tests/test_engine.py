@@ -133,3 +133,48 @@ def test_adding_the_conv_bias_after_pooling_changes_nothing(device):
         assert torch.equal(plain, pooled) and plain.sum() > 0, precision
         torch.testing.assert_close(pooled_grad, plain_grad, rtol=1e-4, atol=1e-6)
         assert plain_grad.abs().sum() > 0
+
+
+def _snntorch_leaky(layer, beta):
+    """snnTorch's Leaky with a learnable beta and `layer`'s threshold, reset and surrogate."""
+    import snntorch
+    from snntorch import surrogate
+
+    from snncli.neurons import TriangleSpike
+
+    if isinstance(layer, LeakySubtract):
+        return snntorch.Leaky(beta=torch.tensor(beta), learn_beta=True, threshold=1.0,
+                              spike_grad=surrogate.fast_sigmoid(slope=layer.width))
+    return snntorch.Leaky(beta=torch.tensor(beta), learn_beta=True, threshold=1.0,
+                          reset_mechanism="zero",
+                          spike_grad=lambda x: TriangleSpike.apply(x, layer.width))
+
+
+@pytest.mark.parametrize("kind", [LeakySubtract, LeakyHardReset])
+def test_a_learned_decay_gets_snntorchs_gradient(kind):
+    """dL/d(decay) of the fused layer equals snnTorch's learn_beta gradient, through the
+    sigmoid that keeps the decay in (0, 1); a fixed decay has no parameter at all."""
+    assert list(kind(0.6).parameters()) == []
+    torch.manual_seed(6)
+    layer = kind(0.6, 1.0, 5.0 if kind is LeakySubtract else 1.0, learn_decay=True)
+    assert layer.decay().item() == pytest.approx(0.6)
+    current = torch.randn(12, 4, 9) * 1.2 + 0.4
+    state0 = torch.rand(4, 9)
+    weights = torch.randn(12, 4, 9)
+    spikes, _, _ = layer(current, state0)
+    (spikes * weights).sum().backward()
+    reference = _snntorch_leaky(layer, 0.6)
+    mem, record = state0.clone(), []
+    for t in range(12):
+        spk, mem = reference(current[t], mem)
+        record.append(spk)
+    assert torch.equal(torch.stack(record), spikes) and 10 < spikes.sum() < spikes.numel() - 10
+    (torch.stack(record) * weights).sum().backward()
+    grad_decay = layer.decay_logit.grad / (0.6 * 0.4)  # d sigmoid(w)/dw = beta (1 - beta)
+    assert reference.beta.grad.abs() > 0.1
+    torch.testing.assert_close(grad_decay, reference.beta.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_a_learned_decay_must_start_inside_zero_one():
+    with pytest.raises(ValueError, match=r"inside \(0, 1\), not at 1.0"):
+        LeakySubtract(1.0, learn_decay=True)

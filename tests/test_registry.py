@@ -140,26 +140,30 @@ def test_running_time_in_chunks_gives_the_same_result(name):
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.mark.parametrize("learn_decay", [False, True])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", list_models())
 def test_engine_matches_the_snntorch_reference_forward_and_backward(
-    name, device, run_both_backends
+    name, device, learn_decay, run_both_backends
 ):
+    """Spikes/outputs and every parameter's gradient, a learned decay's included."""
     # Full fp32 on a GPU too: TF32 convolutions would round the two backends' batches apart.
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        engine_matches_the_reference(name, device, run_both_backends)
+        engine_matches_the_reference(name, device, run_both_backends, learn_decay)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def engine_matches_the_reference(name, device, run_both_backends):
+def engine_matches_the_reference(name, device, run_both_backends, learn_decay=False):
     torch.manual_seed(3)
-    model = create_model(name).to(device)
+    model = create_model(name, learn_decay=learn_decay).to(device)
     with torch.no_grad():  # stronger weights so every layer, the output too, spikes at init
         for p in model.parameters():
             p.mul_(4)
+        for i, lif in enumerate(model.lifs if learn_decay else []):  # decays 0.62, 0.69, ...
+            lif.decay_logit.fill_(0.5 + 0.3 * i)
     x = torch.rand(4, 1, 28, 28).to(device)
     target = torch.tensor([0, 3, 5, 9], device=device)
     results = run_both_backends(model, x, target, steps=8)
@@ -170,6 +174,10 @@ def engine_matches_the_reference(name, device, run_both_backends):
         torch.testing.assert_close(ours[0], ref[0], rtol=1e-5, atol=1e-6)
     for g_ours, g_ref in zip(ours[1], ref[1], strict=True):
         torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-5)
+    names = [name for name, _ in model.named_parameters()]
+    decay_grads = [g for n, g in zip(names, ours[1], strict=True) if n.endswith("decay_logit")]
+    assert len(decay_grads) == (len(model.lifs) if learn_decay else 0)
+    assert all(g.abs() > 0 for g in decay_grads)
 
 
 def test_seed_recipes_are_the_seed_code_exactly():

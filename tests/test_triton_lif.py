@@ -48,8 +48,18 @@ COMPARE = textwrap.dedent(
         gl = torch.randn(N).to(device)
         ref_b = getattr(neurons, kind + "_backward")
         tri_b = getattr(triton_lif, kind + "_backward")
-        gc_r, gst_r = ref_b(gs.clone(), gl.clone(), mems_r, decay, thr, width, static, dtype)
-        gc_t, gst_t = tri_b(gs, gl, mems_r, decay, thr, width, static, dtype)
+        gc_r, gst_r, none_r = ref_b(gs.clone(), gl.clone(), mems_r, decay, thr, width, static,
+                                    dtype)
+        gc_t, gst_t, none_t = tri_b(gs, gl, mems_r, decay, thr, width, static, dtype)
+        assert none_r is None and none_t is None  # a fixed decay has no gradient
+        # a learned decay: the same gradients, plus dL/d(decay) (summed in another order)
+        learned_r = ref_b(gs.clone(), gl.clone(), mems_r, decay, thr, width, static, dtype,
+                          state)
+        learned_t = tri_b(gs, gl, mems_r, decay, thr, width, static, dtype, state)
+        assert torch.equal(learned_r[0], gc_r) and torch.equal(learned_t[0], gc_t)
+        assert learned_r[2].shape == learned_t[2].shape == ()
+        assert learned_r[2].abs() > 0
+        torch.testing.assert_close(learned_t[2], learned_r[2], rtol=1e-4, atol=1e-4)
         assert gc_t.shape == gc_r.shape == cur.shape and gst_t.shape == gst_r.shape
         assert gc_t.dtype == gc_r.dtype == dtype
         tol = {} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}

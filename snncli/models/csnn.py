@@ -24,6 +24,7 @@ class CSNNConfig:
     hidden: int = 512
     num_classes: int = 10
     norm: str = "none"  # or "batch": batch norm after conv1, conv2 and fc1 (see CSNN)
+    learn_decay: bool = False  # learn each LIF layer's beta, starting from `beta`
 
 
 class CSNN(SpikingNet):
@@ -47,7 +48,9 @@ class CSNN(SpikingNet):
         self.conv2 = nn.Conv2d(c.conv1_channels, c.conv2_channels, 3, padding=1)
         self.fc1 = nn.Linear(c.conv2_channels * 7 * 7, c.hidden)
         self.fc2 = nn.Linear(c.hidden, c.num_classes)
-        self.lifs = nn.ModuleList(LeakySubtract(c.beta, c.threshold, c.slope) for _ in range(4))
+        self.lifs = nn.ModuleList(
+            LeakySubtract(c.beta, c.threshold, c.slope, c.learn_decay) for _ in range(4)
+        )
         batch_norm = c.norm == "batch"
         self.norm1 = nn.BatchNorm2d(c.conv1_channels) if batch_norm else nn.Identity()
         self.norm2 = nn.BatchNorm2d(c.conv2_channels) if batch_norm else nn.Identity()
@@ -92,8 +95,8 @@ class CSNN(SpikingNet):
         c = self.config
         grad = surrogate.fast_sigmoid(slope=c.slope)
         lifs = [
-            snntorch.Leaky(beta=c.beta, threshold=c.threshold, spike_grad=grad).to(x.device)
-            for _ in range(4)
+            snntorch.Leaky(beta=lif.decay(), threshold=c.threshold, spike_grad=grad).to(x.device)
+            for lif in self.lifs
         ]
         mems = [lif.init_leaky() for lif in lifs]
         record = []
@@ -156,6 +159,7 @@ FAST_RECIPE = {
     "loss": "count",
     "ema": 0.0,
     "surrogate": 25.0,
+    "decay": "fixed",
 }
 
 
@@ -187,6 +191,7 @@ register_model(
                 "loss": "rate",
                 "ema": 0.0,
                 "surrogate": 25.0,
+                "decay": "fixed",
             },
             # Quicker to train on a CPU (about 20 minutes on 2 cores): fully augmented for users'
             # own digits, a one-cycle schedule at a gentler peak rate (the seed's constant 1e-2
@@ -208,6 +213,7 @@ register_model(
                 "loss": "rate",
                 "ema": 0.0,
                 "surrogate": 25.0,
+                "decay": "fixed",
             },
             "fast": FAST_RECIPE,  # the default (see FAST_RECIPE)
             # The most accurate: `fast` with twice the time steps, the rate loss (better than

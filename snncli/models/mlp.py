@@ -22,6 +22,7 @@ class MLPConfig:
     hidden: int = 512
     num_classes: int = 10
     norm: str = "none"  # or "batch": batch norm after fc1 and fc2 (folds away at inference)
+    learn_decay: bool = False  # learn each LIF layer's tau, starting from `tau`
 
 
 class MLP(SpikingNet):
@@ -37,7 +38,9 @@ class MLP(SpikingNet):
         self.fc1 = nn.Linear(28 * 28, c.hidden)
         self.fc2 = nn.Linear(c.hidden, c.hidden)
         self.fc3 = nn.Linear(c.hidden, c.num_classes)
-        self.lifs = nn.ModuleList(LeakyHardReset(c.tau, c.threshold, c.gamma) for _ in range(2))
+        self.lifs = nn.ModuleList(
+            LeakyHardReset(c.tau, c.threshold, c.gamma, c.learn_decay) for _ in range(2)
+        )
         batch_norm = c.norm == "batch"
         self.norm1 = nn.BatchNorm1d(c.hidden) if batch_norm else nn.Identity()
         self.norm2 = nn.BatchNorm1d(c.hidden) if batch_norm else nn.Identity()
@@ -64,9 +67,10 @@ class MLP(SpikingNet):
         # snnTorch's zero reset (delayed, detached) is this model's hard reset.
         lifs = [
             snntorch.Leaky(
-                beta=c.tau, threshold=c.threshold, spike_grad=triangle, reset_mechanism="zero"
+                beta=lif.decay(), threshold=c.threshold, spike_grad=triangle,
+                reset_mechanism="zero",
             ).to(x.device)
-            for _ in range(2)
+            for lif in self.lifs
         ]
         mems = [lif.init_leaky() for lif in lifs]
         flat = x.flatten(1)
@@ -117,6 +121,7 @@ register_model(
                 "loss": "mean",
                 "ema": 0.0,
                 "surrogate": 1.0,
+                "decay": "fixed",
             },
             "robust": {
                 "epochs": 3,
@@ -134,6 +139,7 @@ register_model(
                 "loss": "mean",
                 "ema": 0.0,
                 "surrogate": 1.0,
+                "decay": "fixed",
             },
             # The most accurate on MNIST (see benchmarks/README.md, recipe experiments): light
             # augmentation (MNIST-sized shifts and rotations), label smoothing 0.1 and a long
@@ -154,6 +160,7 @@ register_model(
                 "loss": "mean",
                 "ema": 0.0,
                 "surrogate": 1.0,
+                "decay": "fixed",
             },
         },
         normalisation=(0.1307, 0.3081),
