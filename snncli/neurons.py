@@ -233,7 +233,9 @@ class _Leaky(nn.Module):
             self.decay_logit = nn.Parameter(torch.tensor(math.log(decay / (1.0 - decay))))
 
     def decay(self):
-        """The decay to run with: a float, or a 0-dim tensor in the graph when learned."""
+        """The decay to run with: a float, or a 0-dim tensor in the graph when learned (the
+        fused layer reads its value once per call; on a GPU that read waits for the queued
+        work, a cost not yet measured there)."""
         return self.fixed_decay if self.fixed_decay is not None else self.decay_logit.sigmoid()
 
     def forward(self, current, state=None, record_membrane: bool = False):
