@@ -178,7 +178,8 @@ class LIFSequence(torch.autograd.Function):
         decay = float(decay)
         spikes, mems, last = _recurrence(name + "_forward", current, current, state, decay,
                                          threshold, steps)
-        ctx.save_for_backward(mems, state)
+        # The initial state enters only dL/d(decay): kept only when the decay is learned.
+        ctx.save_for_backward(mems, state if ctx.needs_input_grad[3] else None)
         ctx.params = (name, decay, threshold, width, steps is not None, current.dtype)
         ctx.mark_non_differentiable(mems)
         return spikes, last, mems
@@ -187,7 +188,7 @@ class LIFSequence(torch.autograd.Function):
     def backward(ctx, grad_spikes, grad_last, _grad_mems):
         mems, state = ctx.saved_tensors
         name, decay, threshold, width, static, dtype = ctx.params
-        initial = state.to(torch.float32) if ctx.needs_input_grad[3] else None
+        initial = None if state is None else state.to(torch.float32)
         grad_current, grad_state, grad_decay = _recurrence(
             name + "_backward", mems, grad_spikes, grad_last.contiguous(), mems, decay,
             threshold, width, static, dtype, initial,
