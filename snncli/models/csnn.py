@@ -218,9 +218,8 @@ register_model(
             "fast": FAST_RECIPE,  # the default (see FAST_RECIPE)
             # The most accurate: `fast` with twice the time steps, the rate loss (better than
             # count from 16 steps on), 10 more epochs, a weight average and a wider surrogate
-            # (slope 5: neurons far from threshold still learn). 99.51% / 99.46% on MNIST with
-            # seeds 0 / 1 (bf16, as trained; 99.48% / 99.42% in fp32) and 100% / 99.7% of
-            # tests/data/user_digits after 1 h 37-46 min on 2 CPU cores. See benchmarks/README.md.
+            # (slope 5: neurons far from threshold still learn). About 99.5% on MNIST after
+            # 1 h 40 min on 2 CPU cores; figures per seed in README.md and benchmarks/README.md.
             "best": {**FAST_RECIPE, "epochs": 40, "steps": 16, "loss": "rate", "ema": 0.999,
                      "surrogate": 5.0},
         },
