@@ -20,8 +20,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from snncli.data import Split, load_split, normalise
 from snncli.evaluate import evaluate_model
-from snncli.registry import get_model_spec, get_recipe, recipe_config
-from snncli.runtime import resolve_device, resolve_precision, tune_for_device
+from snncli.registry import get_model_spec, get_recipe
+from snncli.runtime import resolve_device, tune_for_device
 
 
 def main() -> None:
@@ -39,27 +39,25 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
     spec = get_model_spec(args.model)
-    recipe = get_recipe(spec, args.recipe)
-    steps, batch = args.steps or recipe["steps"], recipe["batch_size"]
+    _, recipe = get_recipe(spec, args.recipe)
+    steps, batch = args.steps or recipe.steps, recipe.batch_size
     norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}
     train = load_split("train", args.data_dir, batch * (args.iters + 3))
     test = load_split("test", args.data_dir, args.test_images)
     images, labels = train.images.to(device), train.labels.to(device)
 
     torch.manual_seed(0)
-    model = spec.build(spec.config_cls(**{**recipe_config(spec, recipe), "steps": steps}))
+    model = spec.build(spec.config_cls(**{**spec.build.config_fields(recipe), "steps": steps}))
     model = model.to(device)
-    tune_for_device(model, device, batch)
-    model.precision = precision
-    optimiser = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
+    precision = tune_for_device(model, device, batch, precision=args.precision)
+    optimiser = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def iteration(i: int) -> None:
         x = normalise(images[i * batch : (i + 1) * batch], **norm)
         y = labels[i * batch : (i + 1) * batch]
-        loss = model.loss(model(x), y, kind=recipe["loss"])
+        loss = model.loss(model(x), y, kind=recipe.loss)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -6,9 +6,10 @@ Heavy modules (torch and everything that imports it) are imported inside command
 
 from __future__ import annotations
 
+import inspect
 import json
-from enum import Enum
 from pathlib import Path
+from typing import Literal, Optional
 
 import typer
 from rich import box
@@ -17,28 +18,31 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from .choices import BACKENDS, DEVICES, PRECISIONS
 from .errors import SnnError
+from .recipes import recipe_fields
 
 out = Console()
 err = Console(stderr=True)
 
 
+def error_line(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
 class SnnGroup(TyperGroup):
-    """Turns every SnnError into one red line on stderr and exit code 1, in one place."""
+    """Turns every SnnError into one red line on stderr and its exit code (1 unless the error
+    says otherwise), in one place."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SnnError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-            raise typer.Exit(1) from None
+            error_line(str(exc))
+            raise typer.Exit(getattr(exc, "exit_code", 1)) from None
         except OSError as exc:  # the file system said no: disk full, not a folder, permissions
             where = f" ({exc.filename})" if exc.filename else ""
-            err.print(
-                f"[bold red]error:[/] {escape(str(exc.strerror or exc))}{escape(where)}",
-                soft_wrap=True,
-                highlight=False,
-            )
+            error_line(f"{exc.strerror or exc}{where}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]", highlight=False)
@@ -53,72 +57,56 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
+# Options shared by several commands, declared once.
 DataDirOption = typer.Option(
     None,
     "--data-dir",
     envvar="SNN_DATA_DIR",
     help="Folder with the four MNIST IDX files (gz or raw).",
 )
-DeviceOption = typer.Option(Device.auto, "--device", help="auto = CUDA, then MPS, then CPU.")
-
-
-class Backend(str, Enum):
-    engine = "engine"
-    snntorch = "snntorch"
-
-
+DeviceOption = typer.Option("auto", "--device", help="auto = CUDA, then MPS, then CPU.")
 BackendOption = typer.Option(
-    Backend.engine, "--backend", help="engine (fast) or snntorch (the reference step loop)."
+    "engine", "--backend", help="engine (fast) or snntorch (the reference step loop)."
 )
-
-
-class Augment(str, Enum):
-    none = "none"
-    light = "light"
-    full = "full"
-
-
-class Init(str, Enum):
-    pytorch = "pytorch"
-    calibrated = "calibrated"
-
-
-class Norm(str, Enum):
-    none = "none"
-    batch = "batch"
-
-
-class Decay(str, Enum):
-    fixed = "fixed"
-    learned = "learned"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
 PrecisionOption = typer.Option(
-    Precision.fp32,
+    "auto",
     "--precision",
-    help="fp32, bf16 (conv/linear layers in bf16, membranes in fp32) or auto (bf16 where the "
-    "device has native bf16).",
+    help="auto (bf16 where the device has native bf16, else fp32), fp32, or bf16 (conv/linear "
+    "layers in bf16, membranes in fp32).",
 )
+Device = Literal[DEVICES]
+Backend = Literal[BACKENDS]
+Precision = Literal[PRECISIONS]
+RECIPE_PANEL = "Recipe settings (default: the recipe's)"
+
+
+def with_recipe_options(command):
+    """Give `command` (which takes **overrides) one `--setting` option per Recipe field, built
+    from the field's declaration: its type, choices and help. A new recipe setting needs no
+    CLI code."""
+    signature = inspect.signature(command)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    types = {"int": int, "float": float, "str": str}
+    for f in recipe_fields():
+        choices = f.metadata["choices"]
+        kind = Literal[choices] if choices else types[f.type]
+        option = typer.Option(
+            None, "--" + f.name.replace("_", "-"), help=f.metadata["help"],
+            rich_help_panel=RECIPE_PANEL,
+        )
+        params.append(
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                              annotation=Optional[kind])  # noqa: UP045 (typer reads it)
+        )
+    command.__signature__ = signature.replace(parameters=params)
+    return command
 
 
 @app.command("models")
 def models_command() -> None:
     """List the registered models and their training recipes."""
-    from .registry import RECIPE_KEYS, create_model, get_model_spec, list_models
+    from .recipes import SETTINGS
+    from .registry import create_model, get_model_spec, list_models
 
     table = Table(title="Registered models")
     for column in ("name", "parameters", "time steps", "summary"):
@@ -130,7 +118,7 @@ def models_command() -> None:
         spec = get_model_spec(name)
         model = create_model(name)
         params = sum(p.numel() for p in model.parameters())
-        steps = spec.recipes[spec.default_recipe]["steps"]
+        steps = spec.recipes[spec.default_recipe].steps
         table.add_row(name, f"{params:,}", str(steps), spec.summary)
         # One column per recipe, one row per setting: stays narrow however many settings.
         recipes = Table(
@@ -143,9 +131,10 @@ def models_command() -> None:
         for recipe_name in spec.recipes:
             default = recipe_name == spec.default_recipe
             recipes.add_column(recipe_name + (" *" if default else ""), no_wrap=True)
-        for key in RECIPE_KEYS:
+        for key in SETTINGS:
             label = "time steps" if key == "steps" else key.replace("_", " ")
-            recipes.add_row(label, *(_setting(key, r[key]) for r in spec.recipes.values()))
+            values = (_setting(key, getattr(r, key)) for r in spec.recipes.values())
+            recipes.add_row(label, *values)
         recipe_tables.append(recipes)
     out.print(table)
     for recipes in recipe_tables:
@@ -158,18 +147,21 @@ def _setting(key: str, value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# Options a resumed run may be given: where it runs and how it is saved, and --epochs to extend
+# it. Any other would change the run that was saved.
+RESUME_ALLOWS = ("resume", "epochs", "device", "data_dir", "save_every")
+
+
 @app.command("train")
+@with_recipe_options
 def train_command(
+    ctx: typer.Context,
     model: str = typer.Option(
         "csnn", "--model", "-m", help="Registered model name (see 'snn models')."
     ),
     recipe: str = typer.Option(
         None, "--recipe", "-r", help="Named training recipe (default: the model's default)."
     ),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="Default: the model's recipe."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Time steps per image."),
-    batch_size: int = typer.Option(None, "--batch-size", min=1),
-    lr: float = typer.Option(None, "--lr", help="Adam learning rate (positive)."),
     seed: int = typer.Option(0, "--seed"),
     device: Device = DeviceOption,
     data_dir: Path = DataDirOption,
@@ -182,6 +174,10 @@ def train_command(
     test_limit: int = typer.Option(
         None, "--test-limit", min=1, help="Use the first N test images."
     ),
+    val_size: int = typer.Option(
+        None, "--val-size", min=0, help="Training images held out to choose the best "
+        "checkpoint (default 5,000, or a tenth of fewer); 0 turns it off.",
+    ),
     eval_every: int = typer.Option(
         None, "--eval-every", min=1, help="Also evaluate every N iterations."
     ),
@@ -190,90 +186,49 @@ def train_command(
     ),
     backend: Backend = BackendOption,
     precision: Precision = PrecisionOption,
-    augment: Augment = typer.Option(
-        None,
-        "--augment",
-        help="none, light (shifts, small rotations) or full (also scale and stroke width, for "
-        "your own images). Default: the recipe's.",
+    save_every: float = typer.Option(
+        10.0, "--save-every", min=0.01,
+        help="Minutes of training between resumable checkpoints (also saved every epoch).",
     ),
-    init: Init = typer.Option(
-        None,
-        "--init",
-        help="pytorch (default layer init) or calibrated (weights scaled until every spiking "
-        "layer fires). Default: the recipe's.",
+    resume: Path = typer.Option(
+        None, "--resume", help="Continue the run saved in this .last.pt checkpoint "
+        "(--epochs may extend it).",
     ),
-    norm: Norm = typer.Option(
-        None,
-        "--norm",
-        help="none, or batch (batch norm before each hidden spiking layer). Default: the "
-        "recipe's.",
-    ),
-    loss: str = typer.Option(
-        None,
-        "--loss",
-        help="Training loss: csnn rate or count (cross-entropy of each step's spikes, or of the "
-        "spike counts); mlp mean. Default: the recipe's.",
-    ),
-    ema: float = typer.Option(
-        None,
-        "--ema",
-        help="Decay of a moving average of the weights that is evaluated and saved, such as "
-        "0.999; 0 turns it off. Default: the recipe's.",
-    ),
-    surrogate: float = typer.Option(
-        None,
-        "--surrogate",
-        help="Surrogate gradient of the spike: csnn fast-sigmoid slope (higher = narrower), mlp "
-        "triangle width gamma. Default: the recipe's.",
-    ),
-    decay: Decay = typer.Option(
-        None,
-        "--decay",
-        help="fixed (csnn beta 0.5, mlp tau 0.5), or learned per spiking layer from there. "
-        "Default: the recipe's.",
-    ),
+    **overrides,
 ) -> None:
-    """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot."""
+    """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot.
+    Ctrl-C or SIGTERM saves the run, which --resume continues."""
     from .train import TrainOptions, train
-    from .ui import TrainProgress
+    from .ui import TrainProgress, training_summary
 
+    if resume:
+        _refuse_changes_to_a_resumed_run(ctx)
     options = TrainOptions(
-        model=model,
-        recipe=recipe,
-        epochs=epochs,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        device=device.value,
-        data_dir=str(data_dir) if data_dir else None,
-        out=str(out_path) if out_path else None,
-        train_limit=train_limit,
-        test_limit=test_limit,
-        eval_every=eval_every,
-        eval_epochs=eval_epochs,
-        backend=backend.value,
-        precision=precision.value,
-        augment=augment.value if augment else None,
-        init=init.value if init else None,
-        norm=norm.value if norm else None,
-        loss=loss,
-        ema=ema,
-        surrogate=surrogate,
-        decay=decay.value if decay else None,
+        model=model, recipe=recipe, overrides=overrides, seed=seed, device=device,
+        data_dir=str(data_dir) if data_dir else None, out=str(out_path) if out_path else None,
+        train_limit=train_limit, test_limit=test_limit, val_size=val_size,
+        eval_every=eval_every, eval_epochs=eval_epochs, backend=backend, precision=precision,
+        save_every=save_every, resume=str(resume) if resume else None,
     )
     with TrainProgress(out) as progress:
         result = train(options, on_event=progress.handle)
-    table = Table(title=f"{model}: training finished", show_header=False)
-    table.add_row("best test accuracy", f"{100 * result.best_accuracy:.2f}%")
-    table.add_row("last test accuracy", f"{100 * result.last_evaluation.accuracy:.2f}%")
-    table.add_row("training time", f"{result.train_seconds:.1f} s")
-    table.add_row("best checkpoint", str(result.best_path))
-    table.add_row("last checkpoint", str(result.last_path))
-    table.add_row("metrics", str(result.metrics_path))
-    if result.plot_path:
-        table.add_row("plot", str(result.plot_path))
-    out.print(table)
+    out.print(training_summary(result))
+
+
+def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
+    from typer._click.core import ParameterSource
+
+    given = [
+        name for name in ctx.params
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        and name not in RESUME_ALLOWS
+    ]
+    if given:
+        flags = ", ".join("--" + ("out" if n == "out_path" else n).replace("_", "-") for n in given)
+        raise typer.BadParameter(
+            f"{flags} would change the saved run; --resume continues it as it was "
+            f"(only --epochs, --device, --data-dir and --save-every may be given)"
+        )
 
 
 @app.command("evaluate")
@@ -293,32 +248,25 @@ def evaluate_command(
     plot: Path = typer.Option(None, "--plot", help="Write confusion matrix (+ sweep) PNG."),
 ) -> None:
     """Score a checkpoint on the MNIST test set."""
-    from .checkpoint import default_checkpoint, load_checkpoint, model_from_checkpoint
-    from .data import load_split
-    from .evaluate import evaluate_model, parse_steps_list, steps_sweep
-    from .runtime import resolve_device, resolve_precision, tune_for_device
+    from .evaluate import evaluate_checkpoint, parse_steps_list
     from .ui import evaluation_tables
 
-    sweep_steps = parse_steps_list(sweep) if sweep else []
-    path = checkpoint or default_checkpoint()
-    ckpt = load_checkpoint(path)
-    dev = resolve_device(device.value)
-    model = model_from_checkpoint(ckpt, dev)
-    tune_for_device(model, dev, batch_size)
-    model.backend = backend.value
-    model.precision = resolve_precision(precision.value, dev)
-    split = load_split("test", str(data_dir) if data_dir else None, limit)
-    result = evaluate_model(model, split, ckpt["normalisation"], dev, batch_size, steps)
-    sweep_rows = steps_sweep(model, split, ckpt["normalisation"], dev, sweep_steps, batch_size)
+    report = evaluate_checkpoint(
+        checkpoint, data_dir=data_dir, device=device, batch_size=batch_size, limit=limit,
+        steps=steps, backend=backend, precision=precision,
+        sweep=parse_steps_list(sweep) if sweep else (),
+    )
     if plot:
         from .plots import plot_evaluation
 
-        plot_evaluation(result, sweep_rows, plot, title=f"{ckpt['model']}: {path}")
+        title = f"{report.checkpoint['model']}: {report.path}"
+        plot_evaluation(report.result, report.sweep, plot, title=title)
     if as_json:
-        report = {"checkpoint": str(path), "model": ckpt["model"], **result.to_dict()}
-        print(json.dumps(report | ({"steps_sweep": sweep_rows} if sweep_rows else {})))
+        summary = {"checkpoint": str(report.path), "model": report.checkpoint["model"],
+                   "precision": report.precision, **report.result.to_dict()}
+        print(json.dumps(summary | ({"steps_sweep": report.sweep} if report.sweep else {})))
         return
-    for table in evaluation_tables(path, ckpt, result, sweep_rows):
+    for table in evaluation_tables(report):
         out.print(table)
     if plot:
         out.print(f"plot written to {plot}", highlight=False)
@@ -348,7 +296,7 @@ def predict_command(
 
     ckpt = load_checkpoint(checkpoint or default_checkpoint())
     stdin = sys.stdin.buffer.read() if "-" in images else None
-    model, results = predict_files(ckpt, images, resolve_device(device.value), steps, stdin)
+    model, results = predict_files(ckpt, images, resolve_device(device), steps, stdin)
     if raster:
         from .plots import plot_raster
 

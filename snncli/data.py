@@ -137,6 +137,38 @@ def load_split(split: str, data_dir: str | Path | None = None, limit: int | None
     return Split(images.contiguous(), labels.long())
 
 
+def hold_out(split: Split, size: int, seed: int) -> tuple[Split, Split]:
+    """(training, validation): `size` images held out, stratified by digit (each digit's share
+    as in `split`, remainders to the largest fractions) and drawn at random by `seed`."""
+    if size <= 0:
+        return split, Split(split.images[:0], split.labels[:0])
+    if size >= len(split):
+        raise DataError(
+            f"--val-size {size} leaves no training images: the training split holds {len(split)}"
+        )
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    labels = split.labels.cpu()[order]
+    counts = torch.bincount(labels, minlength=10).double()
+    quota = counts * size / len(split)
+    take = quota.floor().long()
+    leftover = size - int(take.sum())
+    take[torch.argsort(quota - take, descending=True, stable=True)[:leftover]] += 1
+    held = torch.cat([order[labels == digit][: int(take[digit])] for digit in range(10)])
+    keep = torch.ones(len(split), dtype=torch.bool)
+    keep[held] = False
+    held = held.sort().values.to(split.labels.device)
+    kept = keep.nonzero().squeeze(1).to(split.labels.device)
+    return (
+        Split(split.images[kept], split.labels[kept]),
+        Split(split.images[held], split.labels[held]),
+    )
+
+
+def default_val_size(train_images: int) -> int:
+    """5,000 of MNIST's 60,000 training images; a tenth of smaller (limited) sets."""
+    return min(5000, train_images // 10)
+
+
 def normalise(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """uint8 [B, 28, 28] -> float [B, 1, 28, 28] scaled to [0, 1] then standardised."""
     x = images.unsqueeze(1).float().div_(255.0)

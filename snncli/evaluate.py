@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -98,21 +99,7 @@ def evaluate_model(
         float(confusion[i, i]) / int(per_true[i]) if int(per_true[i]) else None
         for i in range(classes)
     ]
-    activity = {}
-    if layers and total:
-        counts = spikes.cpu().tolist()
-        activity = {
-            "firing_rates": {
-                name: counts[i] / sites[i] if sites[i] else 0.0
-                for i, (name, _) in enumerate(layers)
-            },
-            "decays": {
-                name: float(lif.decay()) for (name, _), lif in zip(layers, lifs, strict=True)
-            },
-            "synops_per_image": sum(c * f for c, (_, f) in zip(counts, layers, strict=True))
-            / total,
-            "dense_macs_per_image": model.dense_macs(),
-        }
+    activity = _activity(model, layers, lifs, spikes.cpu().tolist(), sites, total)
     return Evaluation(
         **activity,
         accuracy=correct / total if total else 0.0,
@@ -127,6 +114,20 @@ def evaluate_model(
         seconds=seconds,
         steps=steps,
     )
+
+
+def _activity(model, layers, lifs, counts: list[float], sites: list[int], total: int) -> dict:
+    """Firing rate and decay per spiking layer and synaptic operations per image."""
+    if not layers or not total:
+        return {}
+    return {
+        "firing_rates": {
+            name: counts[i] / sites[i] if sites[i] else 0.0 for i, (name, _) in enumerate(layers)
+        },
+        "decays": {name: float(lif.decay()) for (name, _), lif in zip(layers, lifs, strict=True)},
+        "synops_per_image": sum(c * f for c, (_, f) in zip(counts, layers, strict=True)) / total,
+        "dense_macs_per_image": model.dense_macs(),
+    }
 
 
 def steps_sweep(model, split, normalisation, device, steps_list, batch_size=1000) -> list[dict]:
@@ -146,3 +147,42 @@ def parse_steps_list(text: str) -> list[int]:
     if not values or min(values) <= 0:
         raise SnnError(f"--steps-sweep needs positive numbers, got {text!r}")
     return values
+
+
+@dataclass
+class CheckpointReport:
+    """What `snn evaluate` shows: a checkpoint scored on the test split (and a steps sweep)."""
+
+    path: Path
+    checkpoint: dict
+    result: Evaluation
+    sweep: list[dict]
+    precision: str
+
+
+def evaluate_checkpoint(
+    path: str | Path | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = 1000,
+    limit: int | None = None,
+    steps: int | None = None,
+    backend: str = "engine",
+    precision: str = "auto",
+    sweep: list[int] | tuple[int, ...] = (),
+) -> CheckpointReport:
+    """Score a checkpoint (default: the newest in checkpoints/) on MNIST's test split."""
+    from .checkpoint import default_checkpoint, load_checkpoint, model_from_checkpoint
+    from .data import load_split
+    from .runtime import resolve_device, tune_for_device
+
+    path = Path(path) if path else default_checkpoint()
+    ckpt = load_checkpoint(path)
+    dev = resolve_device(device)
+    model = model_from_checkpoint(ckpt, dev)
+    chosen = tune_for_device(model, dev, batch_size, backend=backend, precision=precision)
+    split = load_split("test", data_dir, limit)
+    result = evaluate_model(model, split, ckpt["normalisation"], dev, batch_size, steps)
+    rows = steps_sweep(model, split, ckpt["normalisation"], dev, list(sweep), batch_size)
+    return CheckpointReport(path, ckpt, result, rows, chosen)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from .choices import BACKENDS, DEVICES, PRECISIONS
 from .errors import SnnError
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-BACKENDS = ("engine", "snntorch")
-PRECISIONS = ("auto", "fp32", "bf16")
 # On the CPU, running every time step of a layer as one big batch thrashes the cache;
 # chunks of about this many (step x image) samples were fastest on a 2-core machine
 # (csnn, T=25, batch 128: 1.00 s/iteration in chunks of 2 steps, 1.21 s in 5, 2.7 s in 25).
@@ -30,10 +28,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def tune_for_device(model, device: torch.device, batch_size: int) -> None:
-    """Pick how many time steps run together: all on a GPU, small chunks on the CPU. On CUDA,
-    let cuDNN time its convolution algorithms once per shape (training's shapes repeat), and
-    add conv biases after pooling (cuDNN adds them in a pass of their own)."""
+def tune_for_device(
+    model, device: torch.device, batch_size: int, *, backend: str = "engine",
+    precision: str = "auto",
+) -> str:
+    """The one way a model is prepared to run on `device` (training, evaluation, prediction
+    and the benchmarks all call it). Sets the backend and the precision (returned, resolved),
+    and how many time steps run together: all on a GPU, small chunks on the CPU. On CUDA, lets
+    cuDNN time its convolution algorithms once per shape (training's shapes repeat) and adds
+    conv biases after pooling (cuDNN adds them in a pass of their own)."""
+    model.backend = check_backend(backend)
+    model.precision = resolve_precision(precision, device)
     if device.type == "cpu":
         model.time_chunk = max(1, CPU_SAMPLES_PER_CHUNK // max(1, batch_size))
         keep_freed_memory()
@@ -42,6 +47,7 @@ def tune_for_device(model, device: torch.device, batch_size: int) -> None:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             model.pool_before_bias = True
+    return model.precision
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -17,12 +18,28 @@ from rich.table import Table
 from rich.text import Text
 
 
-class TrainProgress:
-    """Live bar for training: loss, running accuracy, speed, ETA; evaluations printed above."""
+def describe_recipe(name: str, r: dict) -> str:
+    """The start line's account of a recipe, setting by setting."""
+    return (
+        f"recipe {name}: {r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']:g} "
+        f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
+        f"{r['init']} init, "
+        + ("batch norm, " if r["norm"] == "batch" else "")
+        + ("learned decay, " if r["decay"] == "learned" else "")
+        + f"{r['loss']} loss, surrogate {r['surrogate']:g}"
+        + (f", weight average (ema {r['ema']:g})" if r["ema"] else "")
+    )
 
-    def __init__(self, console: Console, window: int = 50):
-        self.console = console
-        self.window = window
+
+class TrainProgress:
+    """Training progress: a live bar (loss, running accuracy, speed, ETA) on a terminal; in a
+    log (CI, nohup, a cluster job) a plain line at most every `log_every` seconds. Evaluations
+    are printed above either."""
+
+    def __init__(self, console: Console, window: int = 50, log_every: float = 30.0,
+                 clock=time.monotonic):
+        self.console, self.window, self.log_every, self.clock = console, window, log_every, clock
+        self.live = console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -35,10 +52,13 @@ class TrainProgress:
             TimeRemainingColumn(),
             console=console,
             transient=False,
+            disable=not self.live,
         )
         self.task = None
         self.recent: list[tuple[int, int]] = []
-        self.images = 0
+        self.images, self.total, self.done_at_start, self.seconds_at_start = 0, 0, 0, 0.0
+        self.last_line = float("-inf")
+        self.latest: dict = {}
 
     def __enter__(self):
         self.progress.__enter__()
@@ -48,52 +68,117 @@ class TrainProgress:
         return self.progress.__exit__(*exc)
 
     def handle(self, event: dict) -> None:
-        kind = event["kind"]
-        if kind == "start":
-            r = event["recipe"]
-            self.console.print(
-                f"training on [bold]{event['device']}[/] with recipe {r['recipe']}: "
-                f"{r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']:g} "
-                f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
-                f"{r['init']} init, "
-                + ("batch norm, " if r["norm"] == "batch" else "")
-                + ("learned decay, " if r["decay"] == "learned" else "")
-                + f"{r['loss']} loss, surrogate {r['surrogate']:g}, "
-                + (f"weight average (ema {r['ema']:g}), " if r["ema"] else "")
-                + event["precision"],
-                highlight=False,
-            )
-            self.task = self.progress.add_task(
-                "train", total=event["total"], epoch=1, loss=float("nan"), acc=0.0, speed=0.0
-            )
-        elif kind == "step":
-            n = event["images"]
-            self.recent = (self.recent + [(round(event["batch_accuracy"] * n), n)])[-self.window :]
-            self.images += n
-            acc = sum(c for c, _ in self.recent) / max(1, sum(m for _, m in self.recent))
-            speed = self.images / max(1e-9, event["train_seconds"])
-            self.progress.update(
-                self.task, advance=1, epoch=event["epoch"], loss=event["loss"], acc=acc, speed=speed
-            )
-        elif kind == "eval":
-            mark = "  [green]new best[/]" if event["best"] else ""
-            if "unaveraged_test_accuracy" in event:
-                unaveraged = 100 * event["unaveraged_test_accuracy"]
-                mark += f" (without the weight average {unaveraged:.2f}%)"
-            self.console.print(
-                f"epoch {event['epoch']} iteration {event['iteration']}: "
-                f"test accuracy [bold]{100 * event['test_accuracy']:.2f}%[/]{mark}",
-                highlight=False,
-            )
+        getattr(self, "on_" + event["kind"], lambda e: None)(event)
+
+    def on_start(self, event: dict) -> None:
+        images = event["images"]
+        held = f", {images['validation']:,} held out for validation" if images["validation"] else ""
+        resumed = f"resuming at iteration {event['done']:,}: " if event["done"] else ""
+        self.console.print(
+            f"{resumed}training on [bold]{event['device']}[/] ({event['precision']}) with "
+            f"{describe_recipe(event['recipe_name'], event['recipe'])}; "
+            f"{images['train']:,} training images{held}",
+            highlight=False,
+        )
+        self.total, self.done_at_start = event["total"], event["done"]
+        self.seconds_at_start = event["train_seconds"]  # a resumed run's clock goes on
+        self.task = self.progress.add_task(
+            "train", total=event["total"], completed=event["done"], epoch=1, loss=float("nan"),
+            acc=0.0, speed=0.0,
+        )
+
+    def on_step(self, event: dict) -> None:
+        n = event["images"]
+        self.recent = (self.recent + [(round(event["batch_accuracy"] * n), n)])[-self.window :]
+        self.images += n
+        acc = sum(c for c, _ in self.recent) / max(1, sum(m for _, m in self.recent))
+        speed = self.images / max(1e-9, event["train_seconds"] - self.seconds_at_start)
+        self.latest = {**event, "acc": acc, "speed": speed}
+        self.progress.update(
+            self.task, advance=1, epoch=event["epoch"], loss=event["loss"], acc=acc, speed=speed
+        )
+        if not self.live and self.clock() - self.last_line >= self.log_every:
+            self.log_line()
+
+    def log_line(self) -> None:
+        e = self.latest
+        if not e:
+            return
+        done_here = e["iteration"] - self.done_at_start
+        seconds = e["train_seconds"] - self.seconds_at_start
+        left = (self.total - e["iteration"]) * seconds / max(1, done_here)
+        self.console.print(
+            f"iteration {e['iteration']:,}/{self.total:,} epoch {e['epoch']}: "
+            f"loss {e['loss']:.4f}, accuracy {e['acc']:.2%}, {e['speed']:,.0f} img/s, "
+            f"ETA {_duration(left)}",
+            highlight=False,
+        )
+        self.last_line = self.clock()
+
+    def on_eval(self, event: dict) -> None:
+        if not self.live:
+            self.log_line()
+        mark = "  [green]new best[/]" if event["best"] else ""
+        if "unaveraged_test_accuracy" in event:
+            unaveraged = 100 * event["unaveraged_test_accuracy"]
+            mark += f" (without the weight average {unaveraged:.2f}%)"
+        val = f"validation {100 * event['val_accuracy']:.2f}%, " if "val_accuracy" in event else ""
+        self.console.print(
+            f"epoch {event['epoch']} iteration {event['iteration']}: {val}"
+            f"test accuracy [bold]{100 * event['test_accuracy']:.2f}%[/]{mark}",
+            highlight=False,
+        )
 
 
-def evaluation_tables(path, ckpt: dict, result, sweep_rows=()) -> list[Table]:
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def training_summary(result) -> Table:
+    """Test accuracy of the best checkpoint (chosen on validation) and of the last."""
+    table = Table(title="training finished", show_header=False)
+    if result.selected_on:
+        table.add_row(
+            "best checkpoint (on validation)",
+            f"{100 * result.best['test_accuracy']:.2f}% test, "
+            f"{100 * result.best['val_accuracy']:.2f}% validation, epoch {result.best['epoch']}",
+        )
+    table.add_row("last checkpoint", f"{100 * result.last['test_accuracy']:.2f}% test")
+    table.add_row("training time", f"{result.train_seconds:.1f} s")
+    table.add_row("best checkpoint" if result.selected_on else "checkpoint", str(result.best_path))
+    table.add_row("last checkpoint (resumable)", str(result.last_path))
+    table.add_row("metrics", str(result.metrics_path))
+    if result.plot_path:
+        table.add_row("plot", str(result.plot_path))
+    return table
+
+
+def which_checkpoint(metrics: dict) -> str:
+    """What training saved this checkpoint as, in words."""
+    role = metrics.get("checkpoint")
+    epoch = metrics.get("evaluated_epoch")
+    at = f" (epoch {epoch})" if epoch is not None else ""
+    if role == "best" and metrics.get("selected_on") == "validation":
+        return f"best on held-out validation images{at}"
+    if role == "best":
+        return f"latest evaluated{at}: nothing was held out to choose on"
+    if role == "last":
+        return f"last{at}, resumable"
+    return "best on the test set (an older snncli chose so)"
+
+
+def evaluation_tables(report) -> list[Table]:
+    path, ckpt, result, sweep_rows = report.path, report.checkpoint, report.result, report.sweep
     summary = Table(title=f"Evaluation of {path}", show_header=False)
     summary.add_row("model", ckpt["model"])
     summary.add_row("time steps", str(result.steps))
+    summary.add_row("precision", report.precision)
     summary.add_row("test images", f"{result.total:,}")
     summary.add_row("accuracy", f"[bold]{100 * result.accuracy:.2f}%[/] ({result.correct:,} right)")
     trained = ckpt.get("metrics", {})
+    summary.add_row("checkpoint", which_checkpoint(trained))
     if "test_accuracy" in trained:  # what training reported, so a precision gap is visible
         summary.add_row(
             "as trained",

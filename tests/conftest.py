@@ -78,15 +78,14 @@ def mlp_checkpoint(tmp_path_factory, tiny_mnist) -> Path:
         TrainOptions(
             model="mlp",
             recipe="seed",
-            epochs=4,
-            batch_size=32,
+            overrides={"epochs": 4, "batch_size": 32},
             data_dir=str(tiny_mnist),
             out=str(out),
             device="cpu",
             plot=False,
         )
     )
-    assert result.best_accuracy > 0.9, result.best_accuracy
+    assert result.best["test_accuracy"] > 0.9, result.best
     return out
 
 

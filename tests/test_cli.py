@@ -114,11 +114,18 @@ def test_train_writes_best_last_metrics_and_plot(tiny_mnist, in_tmp):
     assert names == ["mlp.last.pt", "mlp.metrics.jsonl", "mlp.png", "mlp.pt"]
     assert (folder / "mlp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = [json.loads(line) for line in (folder / "mlp.metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in rows] == [5, 10, 15, 20]  # 10 iterations per epoch
-    assert all(0 <= r["test_accuracy"] <= 1 for r in rows)
+    # 64 of the 640 images held out for validation: 9 iterations per epoch
+    assert [r["iteration"] for r in rows] == [5, 9, 10, 15, 18]
+    assert all(0 <= r["test_accuracy"] <= 1 and 0 <= r["val_accuracy"] <= 1 for r in rows)
     ckpt = torch.load(folder / "mlp.pt", weights_only=True)
     assert ckpt["recipe"]["epochs"] == 2 and ckpt["recipe"]["batch_size"] == 64
-    assert ckpt["metrics"]["test_accuracy"] == max(r["test_accuracy"] for r in rows)
+    best = max(rows, key=lambda r: r["val_accuracy"])  # the first of the best on validation
+    assert ckpt["metrics"]["val_accuracy"] == best["val_accuracy"]
+    assert ckpt["metrics"]["test_accuracy"] == best["test_accuracy"]
+    assert ckpt["metrics"]["val_images"] == 64 and ckpt["metrics"]["train_images"] == 576
+    text = " ".join(result.output.split())
+    best_line = f"{100 * best['test_accuracy']:.2f}% test, {100 * best['val_accuracy']:.2f}%"
+    assert best_line + " validation" in text
 
 
 def test_evaluate_json_scores_every_test_image(mlp_checkpoint, tiny_mnist):
@@ -141,8 +148,12 @@ def test_evaluate_tables_use_the_newest_checkpoint(mlp_checkpoint, tiny_mnist, i
         assert text in result.output
     assert "50" in result.output
     metrics = torch.load(mlp_checkpoint, weights_only=True)["metrics"]
-    as_trained = f"{100 * metrics['test_accuracy']:.2f}% ({metrics['test_images']:,} images, fp32)"
-    assert f"as trained │ {as_trained}" in " ".join(result.output.split())
+    trained = f"{metrics['test_images']:,} images, {metrics['precision']}"
+    as_trained = f"{100 * metrics['test_accuracy']:.2f}% ({trained})"
+    text = " ".join(result.output.split())
+    assert f"as trained │ {as_trained}" in text
+    epoch = metrics["evaluated_epoch"]
+    assert f"checkpoint │ best on held-out validation images (epoch {epoch})" in text
 
 
 def big_photo(digit: int, seed: int) -> Image.Image:
@@ -224,7 +235,10 @@ def test_non_positive_numbers(in_tmp, tiny_mnist):
     assert run("train", "--epochs", "0").exit_code == 2
     assert run("train", "--batch-size", "-5").exit_code == 2
     assert run("evaluate", "--limit", "0").exit_code == 2
-    assert_user_error(run("train", "--lr", "-1", "--data-dir", tiny_mnist), "--lr must be positive")
+    assert_user_error(
+        run("train", "--lr", "-1", "--data-dir", tiny_mnist),
+        "model 'csnn': lr: -1.0 is out of range: must be positive", code=2,
+    )
 
 
 def test_bad_checkpoints(in_tmp):
@@ -369,7 +383,8 @@ def test_train_overrides_augmentation_and_calibrates_when_the_recipe_says(tiny_m
     )
     assert result.exit_code == 0, result.output
     assert "augmentation light" in result.output
-    assert "calibrated init, mean loss, surrogate 1, bf16" in result.output
+    text = " ".join(result.output.split())
+    assert "(bf16)" in text and "calibrated init, mean loss, surrogate 1" in text
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["recipe"]["augment"] == "light" and ckpt["recipe"]["init"] == "calibrated"
     assert ckpt["metrics"]["precision"] == "bf16"
@@ -406,12 +421,12 @@ def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, 
     text = " ".join(result.output.split())  # as read, whatever the terminal's width
     assert "weight average (ema 0.9)" in text
     assert "epoch 1 iteration" not in text  # evaluated after epoch 2 only
-    assert "epoch 2 iteration 2: test accuracy" in text
+    assert "epoch 2 iteration 2: validation" in text and "test accuracy" in text
     assert "(without the weight average " in text
     assert torch.load(out, weights_only=True)["recipe"]["ema"] == 0.9
     assert_user_error(
         run(*args, "--out", tmp_path / "bad.pt", "--ema", "1.5"),
-        "ema 1.5 must be 0 (off) or a decay in (0, 1)",
+        "ema: 1.5 is out of range: must be in [0, 1)", code=2,
     )
     assert not (tmp_path / "bad.pt").exists()
 
@@ -426,7 +441,7 @@ def test_train_surrogate_option_reaches_the_model_and_refuses_non_positive(tiny_
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["recipe"]["surrogate"] == 2.5 and ckpt["config"]["gamma"] == 2.5
     bad = run(*args, "--out", tmp_path / "bad.pt", "--surrogate", "0")
-    assert_user_error(bad, "surrogate 0.0 must be positive")
+    assert_user_error(bad, "surrogate: 0.0 is out of range: must be positive", code=2)
     assert not (tmp_path / "bad.pt").exists()
     assert run(*args, "--eval-epochs", "0").exit_code == 2
 
@@ -439,7 +454,7 @@ def test_grouped_progress_reads_report_every_iteration(tiny_mnist, tmp_path, mon
     events = []
     options = train_module.TrainOptions(
         model="mlp", recipe="seed", data_dir=str(tiny_mnist), out=str(tmp_path / "g.pt"),
-        batch_size=100,
+        overrides={"batch_size": 100}, val_size=0,
         train_limit=1000, test_limit=50, eval_every=3, plot=False,
     )
     result = train_module.train(options, on_event=events.append)
@@ -500,7 +515,7 @@ def test_norm_and_loss_override_the_recipe(tiny_mnist, tmp_path):
     assert ckpt["config"]["norm"] == "none" and not any("norm" in k for k in ckpt["state_dict"])
     assert_user_error(
         run(*args, "-m", "mlp", "--loss", "count"),
-        "model 'mlp': unknown loss 'count'; choose one of: mean",
+        "model 'mlp': loss: unknown loss 'count'; choose one of: mean", code=2,
     )
     result = run(*args, "-m", "mlp", "--norm", "group")
     assert result.exit_code == 2 and "group" in result.output

@@ -8,13 +8,8 @@ from snntorch import surrogate
 from snncli.errors import SnnError
 from snncli.models import SpikingNet
 from snncli.neurons import LeakyHardReset, LeakySubtract
-from snncli.registry import (
-    AUGMENT_LEVELS,
-    RECIPE_KEYS,
-    create_model,
-    get_model_spec,
-    list_models,
-)
+from snncli.recipes import Recipe
+from snncli.registry import create_model, get_model_spec, list_models
 
 
 def test_both_models_are_registered():
@@ -30,10 +25,7 @@ def test_every_model_has_complete_metadata(name):
     assert config.steps > 0 and config.num_classes == 10
     assert spec.default_recipe in spec.recipes and "seed" in spec.recipes
     for recipe in spec.recipes.values():
-        assert set(RECIPE_KEYS) <= set(recipe)
-        assert recipe["epochs"] > 0 and recipe["lr"] > 0 and recipe["steps"] > 0
-        assert recipe["augment"] in AUGMENT_LEVELS and recipe["init"] in ("pytorch", "calibrated")
-        assert recipe["surrogate"] > 0
+        assert isinstance(recipe, Recipe) and recipe.problems(spec.losses) == []
     # A recipe's surrogate sets a field of the model's config.
     assert spec.build.surrogate_field in {f.name for f in dataclasses.fields(spec.config_cls)}
     mean, std = spec.normalisation
@@ -182,20 +174,20 @@ def engine_matches_the_reference(name, device, run_both_backends, learn_decay=Fa
 
 def test_seed_recipes_are_the_seed_code_exactly():
     csnn = get_model_spec("csnn").recipes["seed"]
-    assert (csnn["epochs"], csnn["batch_size"], csnn["lr"], csnn["steps"]) == (1, 128, 1e-2, 100)
-    assert csnn["schedule"] == "constant" and csnn["augment"] == "none"
-    assert (csnn["optimizer"], csnn["weight_decay"], csnn["label_smoothing"]) == ("adam", 0, 0)
-    assert csnn["init"] == "calibrated"  # the one change: so it does not stall at chance
+    assert (csnn.epochs, csnn.batch_size, csnn.lr, csnn.steps) == (1, 128, 1e-2, 100)
+    assert csnn.schedule == "constant" and csnn.augment == "none"
+    assert (csnn.optimizer, csnn.weight_decay, csnn.label_smoothing) == ("adam", 0, 0)
+    assert csnn.init == "calibrated"  # the one change: so it does not stall at chance
     mlp = get_model_spec("mlp").recipes["seed"]
-    assert (mlp["steps"], mlp["schedule"], mlp["augment"]) == (6, "constant", "none")
+    assert (mlp.steps, mlp.schedule, mlp.augment, mlp.lr) == (6, "constant", "none", 1e-3)
 
 
 def test_a_recipe_with_an_unknown_setting_is_refused_at_registration():
     from snncli.registry import ModelSpec, register_model
 
-    recipe = dict(get_model_spec("mlp").recipes["seed"], augment="extreme")
+    recipe = dataclasses.replace(get_model_spec("mlp").recipes["seed"], augment="extreme")
     spec = ModelSpec("bad", "x", dict, lambda c: None, recipes={"seed": recipe})
-    message = "recipe 'seed': unknown augment 'extreme'; choose one of: none, light, full"
+    message = "recipe 'seed': augment: unknown augment 'extreme'; choose one of: none, light, full"
     with pytest.raises(ValueError, match=message):
         register_model(spec)
     assert "bad" not in list_models()
@@ -233,9 +225,9 @@ def test_a_recipe_with_a_loss_its_model_lacks_is_refused():
     from snncli.registry import ModelSpec, register_model
 
     spec = get_model_spec("mlp")
-    recipe = dict(spec.recipes["seed"], loss="count")
+    recipe = dataclasses.replace(spec.recipes["seed"], loss="count")
     bad = ModelSpec("bad-loss", "x", spec.config_cls, spec.build, recipes={"seed": recipe})
-    message = "recipe 'seed': unknown loss 'count'; choose one of: mean"
+    message = "recipe 'seed': loss: unknown loss 'count'; choose one of: mean"
     with pytest.raises(ValueError, match=message):
         register_model(bad)
     assert "bad-loss" not in list_models()

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from snncli.registry import create_model, get_model_spec, recipe_problem
+from snncli.recipes import RecipeError
+from snncli.registry import create_model, get_model_spec
 from snncli.train import TrainOptions, make_average, train, update_average
 
 
@@ -37,9 +38,8 @@ def test_average_follows_weights_and_batch_norm_statistics():
 
 @pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])
 def test_decays_outside_zero_to_one_are_refused(decay):
-    spec = get_model_spec("mlp")
-    message = recipe_problem(spec, {**spec.recipes["seed"], "ema": decay})
-    assert message.startswith(f"ema {decay!r} must be 0 (off) or a decay in (0, 1)")
+    recipe = get_model_spec("mlp").recipes["seed"].with_overrides({"ema": decay})
+    assert recipe.problems() == [f"ema: {decay!r} is out of range: must be in [0, 1)"]
 
 
 def test_a_narrower_surrogate_changes_training_but_not_the_forward_pass(tiny_mnist, tmp_path):
@@ -47,7 +47,8 @@ def test_a_narrower_surrogate_changes_training_but_not_the_forward_pass(tiny_mni
     initial network (same forward pass), different gradients, so different trained weights."""
     def run(surrogate):
         options = TrainOptions(
-            model="csnn", recipe="fast", epochs=1, steps=2, surrogate=surrogate, plot=False,
+            model="csnn", recipe="fast",
+            overrides={"epochs": 1, "steps": 2, "surrogate": surrogate}, plot=False,
             data_dir=str(tiny_mnist), out=str(tmp_path / f"s{surrogate}.pt"), train_limit=128,
             test_limit=20,
         )
@@ -64,17 +65,16 @@ def test_a_narrower_surrogate_changes_training_but_not_the_forward_pass(tiny_mni
     assert (narrow["config"]["slope"], wide["config"]["slope"]) == (25.0, 5.0)
     assert wide["recipe"]["surrogate"] == 5.0
     assert not torch.equal(narrow["state_dict"]["conv1.weight"], wide["state_dict"]["conv1.weight"])
-    spec = get_model_spec("csnn")
-    assert recipe_problem(spec, {**spec.recipes["best"], "surrogate": -1.0}) == (
-        "surrogate -1.0 must be positive"
-    )
+    with pytest.raises(RecipeError, match="surrogate: -1.0 is out of range: must be positive"):
+        get_model_spec("csnn").recipes["best"].with_overrides({"surrogate": -1.0}).check()
 
 
 def test_checkpoints_hold_the_average_and_metrics_say_what_it_added(tiny_mnist, tmp_path):
     def run(ema: float, name: str):
         options = TrainOptions(
-            model="mlp", recipe="seed", epochs=3, eval_epochs=2, ema=ema, data_dir=str(tiny_mnist),
-            out=str(tmp_path / name), train_limit=256, test_limit=100, plot=False,
+            model="mlp", recipe="seed", overrides={"epochs": 3, "ema": ema}, eval_epochs=2,
+            data_dir=str(tiny_mnist), out=str(tmp_path / name), train_limit=256, test_limit=100,
+            plot=False,
         )
         result = train(options)
         rows = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
@@ -98,9 +98,9 @@ def test_eval_every_with_eval_epochs_evaluates_each_iteration_once(tiny_mnist, t
     every iteration, the epoch-end ones of epochs 2 and 3 standing in for the mid-epoch ones
     (none twice), and the unaveraged score only on the very last."""
     options = TrainOptions(
-        model="mlp", recipe="seed", epochs=3, eval_epochs=2, eval_every=1, ema=0.5,
-        data_dir=str(tiny_mnist), out=str(tmp_path / "m.pt"), train_limit=256, test_limit=50,
-        plot=False,
+        model="mlp", recipe="seed", overrides={"epochs": 3, "ema": 0.5}, eval_epochs=2,
+        eval_every=1, data_dir=str(tiny_mnist), out=str(tmp_path / "m.pt"), train_limit=256,
+        test_limit=50, val_size=0, plot=False,
     )
     result = train(options)
     rows = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]

@@ -25,6 +25,13 @@ class SpikingNet(nn.Module):
 
     output_is_spikes: bool = True
     losses: tuple[str, ...] = ()  # training criteria `loss` knows; the first is the default
+    surrogate_field: str = ""  # the config field a recipe's `surrogate` sets
+
+    @classmethod
+    def config_fields(cls, recipe) -> dict:
+        """The fields of this model's config that a training recipe sets."""
+        return {"steps": recipe.steps, "norm": recipe.norm, cls.surrogate_field: recipe.surrogate,
+                "learn_decay": recipe.decay == "learned"}
 
     def __init__(self, config):
         super().__init__()
