@@ -114,16 +114,15 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Any, losses: Iterable[str] = ()) -> Recipe:
-        """A checked recipe from a stored mapping (e.g. a checkpoint's), every problem named."""
+        """A checked recipe from a stored mapping (a checkpoint's), every problem named."""
         if not isinstance(data, Mapping):
             raise RecipeError(f"recipe must be a mapping of settings, not {type(data).__name__}")
         unknown = sorted(str(k) for k in data if k not in SETTINGS)
-        missing = [k for k in SETTINGS if k not in data]
-        problems = [f"{k}: unknown setting" for k in unknown]
-        problems += [f"{k}: missing" for k in missing]
-        if problems:
-            raise RecipeError("; ".join(problems))
-        return cls(**{k: data[k] for k in SETTINGS}).check(losses)
+        if unknown:
+            raise RecipeError("; ".join(f"{k}: unknown setting" for k in unknown))
+        # A setting added after the recipe was stored keeps its default, which leaves training
+        # as it was before the setting existed.
+        return cls(**{k: data[k] for k in SETTINGS if k in data}).check(losses)
 
 
 SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
