@@ -189,3 +189,12 @@ def batches(split: Split, batch_size: int, shuffle: bool = False, generator=None
         else:
             idx = order[start : start + batch_size]
             yield split.images[idx], split.labels[idx]
+
+
+def sample_test_images(count: int, seed: int, data_dir: str | Path | None = None):
+    """`count` random images of MNIST's test split, drawn by `seed`: (indices, images, labels)."""
+    test = load_split("test", data_dir)
+    if not 0 < count <= len(test):
+        raise DataError(f"--sample takes 1 to {len(test):,} images, got {count}")
+    picked = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:count]
+    return picked.tolist(), test.images[picked], test.labels[picked]

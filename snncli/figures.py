@@ -1,0 +1,74 @@
+"""`snn predict --figure`: one PNG that shows, per image, what the network saw and did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .plots import _pyplot, _save
+
+ROW_INCHES, WIDTH_INCHES, DPI = 2.4, 12.0, 100
+MAX_ROWS = 64  # a figure of more images is unreadable: the first ones are drawn
+
+
+def figure_size(images: int) -> tuple[int, int]:
+    """The PNG's (width, height) in pixels for a figure of `images` rows."""
+    rows = min(images, MAX_ROWS)
+    return round(WIDTH_INCHES * DPI), round((0.5 + ROW_INCHES * rows) * DPI)
+
+
+def plot_predictions(predictions, path: Path, spikes: bool, originals=None, labels=None) -> Path:
+    """Per image, one row: the image as given, the 28x28 input the network saw, the spike count
+    (or mean output) per class with the prediction highlighted, and the output layer over time.
+    `originals` are the images as given (None: the input itself); `labels` the true digits."""
+    plt = _pyplot()
+    shown = predictions[:MAX_ROWS]
+    width, height = figure_size(len(shown))
+    fig, axes = plt.subplots(len(shown), 4, figsize=(width / DPI, height / DPI), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 2.2, 2.6]})
+    for row, p in enumerate(shown):
+        original = originals[row] if originals is not None else None
+        label = labels[row] if labels is not None else None
+        _draw_row(axes[row], p, original, label, spikes)
+    fig.suptitle("output spikes per class" if spikes else "mean output per class", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (height / DPI)))
+    return _save(fig, path)  # at 100 dpi, the size figure_size gives
+
+
+def _draw_row(axes, p, original, label, spikes: bool) -> None:
+    given, seen, bars, raster = axes
+    picture = p.image if original is None else np.asarray(original)
+    given.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+    given.set_title(_short(Path(p.path).name or p.path), fontsize=8)
+    seen.imshow(p.image, cmap="gray", vmin=0, vmax=255)
+    seen.set_title("network input (28x28)", fontsize=8)
+    for ax in (given, seen):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    colours = ["tab:grey"] * len(p.scores)
+    colours[p.prediction] = "tab:green" if label in (None, p.prediction) else "tab:red"
+    bars.bar(range(len(p.scores)), p.scores, color=colours)
+    bars.set_xticks(range(len(p.scores)))
+    verdict = "" if label is None else (" right" if label == p.prediction else " wrong")
+    truth = "" if label is None else f", true {label}"
+    bars.set_title(f"prediction {p.prediction} ({100 * p.confidence:.0f}%){truth}{verdict}",
+                   fontsize=8)
+    bars.set_ylabel("spikes" if spikes else "mean output", fontsize=8)
+    if spikes:
+        t, c = np.asarray(p.raster).nonzero()
+        raster.scatter(t, c, marker="|", s=30, color="black")
+        raster.set_xlim(-0.5, p.raster.shape[0] - 0.5)
+    else:
+        raster.imshow(np.asarray(p.raster).T, aspect="auto", cmap="viridis", origin="lower")
+    raster.axhspan(p.prediction - 0.5, p.prediction + 0.5, color="tab:green", alpha=0.2)
+    raster.set_ylim(-0.5, len(p.scores) - 0.5)
+    raster.set_yticks(range(len(p.scores)))
+    raster.set_xlabel("time step", fontsize=8)
+    raster.set_title("output layer over time", fontsize=8)
+    for ax in (bars, raster):
+        ax.tick_params(labelsize=7)
+
+
+def _short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
