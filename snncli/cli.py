@@ -7,6 +7,7 @@ Heavy modules (torch and everything that imports it) are imported inside command
 from __future__ import annotations
 
 import json
+import math
 from enum import Enum
 from pathlib import Path
 
@@ -23,22 +24,25 @@ out = Console()
 err = Console(stderr=True)
 
 
+def print_error(message: str) -> None:
+    """One red `error:` line on stderr per line of `message` (one per problem)."""
+    for line in message.splitlines() or [""]:
+        err.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True, highlight=False)
+
+
 class SnnGroup(TyperGroup):
-    """Turns every SnnError into one red line on stderr and exit code 1, in one place."""
+    """Turns every SnnError into red error lines on stderr (one per problem) and exit code 1,
+    in one place."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SnnError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+            print_error(str(exc))
             raise typer.Exit(1) from None
         except OSError as exc:  # the file system said no: disk full, not a folder, permissions
             where = f" ({exc.filename})" if exc.filename else ""
-            err.print(
-                f"[bold red]error:[/] {escape(str(exc.strerror or exc))}{escape(where)}",
-                soft_wrap=True,
-                highlight=False,
-            )
+            print_error(f"{exc.strerror or exc}{where}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]", highlight=False)
@@ -59,6 +63,13 @@ class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
     mps = "mps"
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: a number option refuses NaN and infinity (a usage error, exit 2)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 DataDirOption = typer.Option(
@@ -169,7 +180,7 @@ def train_command(
     epochs: int = typer.Option(None, "--epochs", min=1, help="Default: the model's recipe."),
     steps: int = typer.Option(None, "--steps", min=1, help="Time steps per image."),
     batch_size: int = typer.Option(None, "--batch-size", min=1),
-    lr: float = typer.Option(None, "--lr", help="Adam learning rate (positive)."),
+    lr: float = typer.Option(None, "--lr", help="Adam learning rate (positive).", callback=finite),
     seed: int = typer.Option(0, "--seed"),
     device: Device = DeviceOption,
     data_dir: Path = DataDirOption,
@@ -217,12 +228,14 @@ def train_command(
     ema: float = typer.Option(
         None,
         "--ema",
+        callback=finite,
         help="Decay of a moving average of the weights that is evaluated and saved, such as "
         "0.999; 0 turns it off. Default: the recipe's.",
     ),
     surrogate: float = typer.Option(
         None,
         "--surrogate",
+        callback=finite,
         help="Surrogate gradient of the spike: csnn fast-sigmoid slope (higher = narrower), mlp "
         "triangle width gamma. Default: the recipe's.",
     ),

@@ -15,3 +15,7 @@ class CheckpointError(SnnError):
 
 class ImageError(SnnError):
     """An image could not be read or holds no digit."""
+
+
+class ConfigError(SnnError):
+    """Settings out of range or of the wrong type (one problem per line)."""

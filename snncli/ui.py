@@ -95,9 +95,10 @@ def evaluation_tables(path, ckpt: dict, result, sweep_rows=()) -> list[Table]:
     summary.add_row("accuracy", f"[bold]{100 * result.accuracy:.2f}%[/] ({result.correct:,} right)")
     trained = ckpt.get("metrics", {})
     if "test_accuracy" in trained:  # what training reported, so a precision gap is visible
+        images = f"{trained['test_images']:,} images, " if "test_images" in trained else ""
         summary.add_row(
             "as trained",
-            f"{100 * trained['test_accuracy']:.2f}% ({trained['test_images']:,} images, "
+            f"{100 * trained['test_accuracy']:.2f}% ({images}"
             f"{trained.get('precision', 'fp32')})",  # recorded since --precision existed
         )
     if result.mean_output_spikes is not None:
