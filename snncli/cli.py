@@ -309,10 +309,13 @@ def evaluate_command(
     from .checkpoint import default_checkpoint, load_checkpoint, model_from_checkpoint
     from .data import load_split
     from .evaluate import evaluate_model, parse_steps_list, steps_sweep
+    from .files import check_writable
     from .runtime import resolve_device, resolve_precision, tune_for_device
     from .ui import evaluation_tables
 
     sweep_steps = parse_steps_list(sweep) if sweep else []
+    if plot:
+        check_writable(plot, "plot")  # before the work, not after it
     path = checkpoint or default_checkpoint()
     ckpt = load_checkpoint(path)
     dev = resolve_device(device.value)
@@ -323,18 +326,18 @@ def evaluate_command(
     split = load_split("test", str(data_dir) if data_dir else None, limit)
     result = evaluate_model(model, split, ckpt["normalisation"], dev, batch_size, steps)
     sweep_rows = steps_sweep(model, split, ckpt["normalisation"], dev, sweep_steps, batch_size)
-    if plot:
-        from .plots import plot_evaluation
-
-        plot_evaluation(result, sweep_rows, plot, title=f"{ckpt['model']}: {path}")
     if as_json:
         report = {"checkpoint": str(path), "model": ckpt["model"], **result.to_dict()}
         print(json.dumps(report | ({"steps_sweep": sweep_rows} if sweep_rows else {})))
-        return
-    for table in evaluation_tables(path, ckpt, result, sweep_rows):
-        out.print(table)
-    if plot:
-        out.print(f"plot written to {plot}", highlight=False)
+    else:
+        for table in evaluation_tables(path, ckpt, result, sweep_rows):
+            out.print(table)
+    if plot:  # after the results are shown: a failed write loses none of them
+        from .plots import plot_evaluation
+
+        plot_evaluation(result, sweep_rows, plot, title=f"{ckpt['model']}: {path}")
+        if not as_json:
+            out.print(f"plot written to {plot}", highlight=False)
 
 
 @app.command("predict")
@@ -351,29 +354,85 @@ def predict_command(
     raster: Path = typer.Option(None, "--raster", help="Save the output spike raster as PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of tables."),
 ) -> None:
-    """Classify your own digit images and show the output spikes per class."""
+    """Classify your own digit images and show the output spikes per class.
+
+    Every input that cannot be read (or holds no digit) is one error line; the others are
+    still classified. Exit code 0 when every input was classified, 1 when any failed."""
     import sys
 
     from .checkpoint import default_checkpoint, load_checkpoint
-    from .predict import predict_files
+    from .files import check_writable
+    from .predict import RASTER_IMAGES, predict_files
     from .runtime import resolve_device
-    from .ui import prediction_table, render_digit, summary_table
+    from .ui import summary_table
 
     ckpt = load_checkpoint(checkpoint or default_checkpoint())
+    if raster:
+        check_writable(raster, "spike raster")  # before the work, not after it
     stdin = sys.stdin.buffer.read() if "-" in images else None
     model, results = predict_files(ckpt, images, resolve_device(device.value), steps, stdin)
-    if raster:
+    spikes = model.output_is_spikes
+    report = _PredictionReport(spikes, as_json, show, RASTER_IMAGES if raster else 0)
+    report.print_all(results)
+    if not as_json and len(report.rows) > 1:
+        out.print(summary_table(report.rows, report.failed))
+    if raster and report.kept:
         from .plots import plot_raster
 
-        plot_raster(results, raster, model.output_is_spikes)
-    if as_json:
-        print(json.dumps([r.to_dict(model.output_is_spikes) for r in results]))
-        return
-    for r in results:
-        if show:
-            out.print(render_digit(r.image))
-        out.print(prediction_table(r, model.output_is_spikes))
-    if len(results) > 1:
-        out.print(summary_table(results))
-    if raster:
-        out.print(f"spike raster written to {raster}", highlight=False)
+        plot_raster(report.kept, raster, spikes)
+        if not as_json:
+            shown = len(report.kept)
+            first = f" of the first {shown} of {report.predicted} images" if (
+                shown < report.predicted
+            ) else ""
+            out.print(f"spike raster{first} written to {raster}", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+class _PredictionReport:
+    """Prints each prediction as it comes (its table, or an element of one JSON array) and
+    each failure as an error line, keeping only what comes after: summary rows and the
+    predictions the raster draws."""
+
+    def __init__(self, spikes: bool, as_json: bool, show: bool, keep: int):
+        self.spikes, self.as_json, self.show, self.keep = spikes, as_json, show, keep
+        self.rows: list[tuple[str, str, str, str]] = []
+        self.kept: list = []
+        self.failed = self.predicted = 0
+
+    def print_all(self, results) -> None:
+        import sys
+
+        if self.as_json:
+            sys.stdout.write("[")
+        try:
+            for item in results:
+                self.add(item)
+        finally:  # an interruption still leaves valid JSON of what was done
+            if self.as_json:
+                sys.stdout.write("]\n")
+                sys.stdout.flush()
+
+    def add(self, item) -> None:
+        import sys
+
+        from .predict import Failure
+        from .ui import prediction_table, render_digit, summary_row
+
+        if self.as_json:
+            first = self.predicted + self.failed == 0
+            sys.stdout.write(("" if first else ", ") + json.dumps(item.to_dict(self.spikes)))
+        else:
+            self.rows.append(summary_row(item))
+        if isinstance(item, Failure):
+            self.failed += 1
+            print_error(item.error)
+            return
+        self.predicted += 1
+        if len(self.kept) < self.keep:
+            self.kept.append(item)
+        if not self.as_json:
+            if self.show:
+                out.print(render_digit(item.image))
+            out.print(prediction_table(item, self.spikes))
