@@ -6,7 +6,9 @@ Torch-free, so any module can use it.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +51,14 @@ def _reason(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _nearly_full(folder: Path) -> bool:
+    """Under 1 MiB left where the temp file was being written (it still holds its part)."""
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
+
+
 def _set_usual_permissions(tmp: str) -> None:
     umask = os.umask(0)
     os.umask(umask)
@@ -80,7 +90,12 @@ def atomic_write(path: str | Path, write: Callable[[str], object], what: str = "
     except Exception as exc:
         if isinstance(exc, IsADirectoryError) or path.is_dir():
             raise SnnError(f"cannot write {_label(path, what)}: it is a folder") from None
-        raise SnnError(f"cannot write {_label(path, what)}: {_reason(exc)}") from None
+        reason = _reason(exc)
+        if not isinstance(exc, OSError) and _nearly_full(path.parent):
+            # A library that hides the OSError (torch's zip writer: "unexpected pos 2304 vs
+            # 2198") failed on a full disk: say so rather than quote the library.
+            reason = os.strerror(errno.ENOSPC)
+        raise SnnError(f"cannot write {_label(path, what)}: {reason}") from None
     finally:
         if tmp is not None:
             _remove(tmp)
