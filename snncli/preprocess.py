@@ -42,9 +42,10 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = _decode(source, label)
-            _check_complete(image, source, label)
-            return ImageOps.exif_transpose(image)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                _decode(image, label)
+                _check_complete(image, source, label)
+                return ImageOps.exif_transpose(image)  # a copy: the file is closed on return
     except ImageError:
         raise
     except FileNotFoundError:
@@ -68,9 +69,8 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         raise ImageError(f"{label} could not be decoded: {_first_line(exc)}") from None
 
 
-def _decode(source: str | Path | bytes, label: str) -> Image.Image:
-    """The first frame, decoded (JPEGs at a reduced size), after the size check on the header."""
-    image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+def _decode(image: Image.Image, label: str) -> None:
+    """Decode the first frame (JPEGs at a reduced size), after the size check on the header."""
     if image.width * image.height > MAX_PIXELS:
         raise ImageError(
             f"{label} is too large ({image.width}x{image.height}); "
@@ -80,7 +80,6 @@ def _decode(source: str | Path | bytes, label: str) -> Image.Image:
     image.draft("L", (WORK_SIZE * 2, WORK_SIZE * 2))  # fast JPEG downscale on decode
     with _c_stderr_silenced(image.format == "TIFF"):
         image.load()
-    return image
 
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, identical in every PNG
