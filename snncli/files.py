@@ -75,7 +75,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object], what: str = "
     """
     path = Path(path)
     prepare_folder(path, what)
-    tmp = None
+    tmp, failure = None, None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
@@ -88,18 +88,27 @@ def atomic_write(path: str | Path, write: Callable[[str], object], what: str = "
     except SnnError:
         raise
     except Exception as exc:
-        if isinstance(exc, IsADirectoryError) or path.is_dir():
-            raise SnnError(f"cannot write {_label(path, what)}: it is a folder") from None
-        reason = _reason(exc)
-        if not isinstance(exc, OSError) and _nearly_full(path.parent):
-            # A library that hides the OSError (torch's zip writer: "unexpected pos 2304 vs
-            # 2198") failed on a full disk: say so rather than quote the library.
-            reason = os.strerror(errno.ENOSPC)
-        raise SnnError(f"cannot write {_label(path, what)}: {reason}") from None
+        failure = _failure(path, what, exc)
     finally:
         if tmp is not None:
             _remove(tmp)
+    if failure:
+        # Raised after the handler: the failed writer, and a file it holds open, is freed with
+        # the handler's exception instead of living on in this one's context.
+        raise SnnError(failure)
     return path
+
+
+def _failure(path: Path, what: str, exc: Exception) -> str:
+    """The one line for a failed write of `path`."""
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        return f"cannot write {_label(path, what)}: it is a folder"
+    reason = _reason(exc)
+    if not isinstance(exc, OSError) and _nearly_full(path.parent):
+        # A library that hides the OSError (torch's zip writer: "unexpected pos 2304 vs
+        # 2198") failed on a full disk: say so rather than quote the library.
+        reason = os.strerror(errno.ENOSPC)
+    return f"cannot write {_label(path, what)}: {reason}"
 
 
 def _remove(tmp: str) -> None:
