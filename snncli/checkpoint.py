@@ -70,6 +70,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        if exc.errno is None:
+            raise CheckpointError(f"{path} is not an snncli checkpoint (cannot be read)") from None
+        raise CheckpointError(f"cannot read {path}: {exc.strerror}") from None
     except Exception:
         raise CheckpointError(f"{path} is not an snncli checkpoint (cannot be read)") from None
     problems = checkpoint_problems(ckpt)
@@ -183,7 +187,7 @@ def _metrics_problems(metrics: Any) -> list[str]:
     checks = {
         "test_accuracy": ("number", 0, 1, False, False),
         "test_images": ("whole", 1, 2**62),
-        "precision": ("choice", ("fp32", "bf16")),
+        "precision": ("text",),
     }
     return [f"metrics {p}" for key, check in checks.items() if key in metrics
             for p in [field_problem(key, metrics[key], check)] if p]

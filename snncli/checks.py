@@ -16,6 +16,12 @@ from typing import Any
 
 from .errors import ConfigError
 
+# Bounds shared by the model configs and the command line: far beyond any recipe, low enough
+# that a tampered checkpoint or an option cannot make a model that exhausts memory or time
+# before it says so.
+MAX_STEPS = 10_000  # time steps (the recipes use 6-100)
+MAX_WIDTH = 65_536  # channels or neurons of a layer
+
 
 def whole(low: int, high: int, default: int) -> Any:
     """An int field from `low` to `high`."""
@@ -86,6 +92,9 @@ def field_problem(name: str, value: Any, check: tuple) -> str | None:
         (values,) = args
         if not isinstance(value, str) or value not in values:
             return f"{shown} must be one of: {', '.join(values)}"
+    elif kind == "text":
+        if not isinstance(value, str):
+            return f"{shown} must be text"
     elif kind == "flag":
         if not isinstance(value, bool):
             return f"{shown} must be true or false"

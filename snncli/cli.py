@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from .checks import MAX_STEPS
 from .errors import SnnError
 
 out = Console()
@@ -40,6 +41,12 @@ class SnnGroup(TyperGroup):
         except SnnError as exc:
             print_error(str(exc))
             raise typer.Exit(1) from None
+        except BrokenPipeError:  # the reader stopped reading (| head): end quietly, exit code 1
+            _silence_stdout()  # as Rich does when its own output meets a closed pipe
+            raise typer.Exit(1) from None
+        except MemoryError:
+            print_error("out of memory: try a smaller --batch-size or fewer --steps")
+            raise typer.Exit(1) from None
         except OSError as exc:  # the file system said no: disk full, not a folder, permissions
             where = f" ({exc.filename})" if exc.filename else ""
             print_error(f"{exc.strerror or exc}{where}")
@@ -47,6 +54,18 @@ class SnnGroup(TyperGroup):
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]", highlight=False)
             raise typer.Exit(130) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that flushing it at exit raises nothing more."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 app = typer.Typer(
@@ -296,7 +315,9 @@ def evaluate_command(
     device: Device = DeviceOption,
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
     limit: int = typer.Option(None, "--limit", min=1, help="Score only the first N test images."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
+    steps: int = typer.Option(
+        None, "--steps", min=1, max=MAX_STEPS, help="Time steps (default: as trained)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     backend: Backend = BackendOption,
     precision: Precision = PrecisionOption,
@@ -349,7 +370,9 @@ def predict_command(
         None, "--checkpoint", "-c", help="Default: newest in checkpoints/."
     ),
     device: Device = DeviceOption,
-    steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
+    steps: int = typer.Option(
+        None, "--steps", min=1, max=MAX_STEPS, help="Time steps (default: as trained)."
+    ),
     show: bool = typer.Option(False, "--show", help="Draw the 28x28 input the network saw."),
     raster: Path = typer.Option(None, "--raster", help="Save the output spike raster as PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of tables."),

@@ -125,6 +125,8 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
             return cache
         return _download(cache)
     folder = Path(data_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"data folder {folder} is a file, not a folder")
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist")
     return folder

@@ -9,6 +9,7 @@ that nothing good was lost or left half-written.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
@@ -17,6 +18,8 @@ import os
 import pickle
 import shutil
 import struct
+import subprocess
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -220,6 +223,10 @@ TAMPERED = {
         tamper(metrics__test_images=-5),
         ["metrics test_images -5 must be from 1"],
     ),
+    "metrics precision a number": (
+        tamper(metrics__precision=16),
+        ["metrics precision 16 must be text"],
+    ),
     "recipe a list": (tamper(recipe=[1, 2]), ["recipe must be a mapping"]),
 }
 
@@ -309,6 +316,18 @@ def test_checkpoint_path_that_is_a_folder_or_missing(tmp_path, good):
     (tmp_path / "folder.pt").mkdir()
     assert_failed(run("predict", good, "-c", tmp_path / "folder.pt"), "is a folder")
     assert_failed(run("predict", good, "-c", tmp_path / "nope.pt"), "does not exist")
+
+
+def test_checkpoint_the_file_system_refuses_to_read(tmp_path, good, monkeypatch, mlp_checkpoint):
+    """chmod does not stop root (the tests may run as root): the refusal is patched in."""
+    from snncli import checkpoint
+
+    def refuse(path, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoint.torch, "load", refuse)
+    result = run("predict", good, "-c", mlp_checkpoint)
+    assert_failed(result, f"cannot read {mlp_checkpoint}: Permission denied")
 
 
 def test_newest_checkpoint_folder_is_not_taken_for_a_checkpoint(in_tmp, mlp_checkpoint, good):
@@ -415,6 +434,12 @@ def test_damaged_gzip_stream_is_one_line(case, mnist_copy, mlp_checkpoint):
     result = run("evaluate", mlp_checkpoint, "--data-dir", folder)
     assert_failed(result, message)
     assert IMAGES in result.stderr
+
+
+def test_data_dir_that_is_a_file(tmp_path, mlp_checkpoint):
+    (tmp_path / "mnist.zip").write_bytes(b"PK")
+    result = run("evaluate", mlp_checkpoint, "--data-dir", tmp_path / "mnist.zip")
+    assert_failed(result, "mnist.zip is a file, not a folder")
 
 
 def test_damaged_training_file_stops_training_before_any_file_is_written(in_tmp, tiny_mnist):
@@ -731,3 +756,59 @@ def test_stdin_that_is_empty_or_not_an_image(good, mlp_checkpoint):
         )
         assert_failed(result, f"<stdin> is {message}" if "Pillow" in message else message)
         assert json.loads(result.stdout)[1]["prediction"] == 1
+
+
+def test_output_cut_off_by_its_reader_ends_quietly(tmp_path, mlp_checkpoint):
+    """`snn predict folder | head -1`: once the reader has gone, the tool stops without a
+    traceback or an error line (exit code 1, as Rich itself does)."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    data = encoded(paper(1), "PNG")
+    for i in range(100):  # about 170 kB of tables: more than a pipe holds
+        (folder / f"{i:03d}.png").write_bytes(data)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, sys.path))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snncli", "predict", str(folder), "-c", str(mlp_checkpoint)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    assert process.stdout.read(20)
+    process.stdout.close()  # the reader goes away
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1 and stderr == "", stderr
+
+
+def test_json_cut_off_by_its_reader_ends_quietly(good, mlp_checkpoint, monkeypatch):
+    from snncli import cli
+
+    def gone(self, item):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(cli._PredictionReport, "add", gone)
+    result = run("predict", good, "-c", mlp_checkpoint, "--json")
+    assert result.exit_code == 1 and result.stderr == ""
+
+
+def test_running_out_of_memory_is_one_line(good, mlp_checkpoint, monkeypatch):
+    from snncli import predict
+
+    def exhausted(self, digits):
+        raise MemoryError
+
+    monkeypatch.setattr(predict.Classifier, "__call__", exhausted)
+    assert_failed(run("predict", good, "-c", mlp_checkpoint), "out of memory")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["predict", "IMAGE", "--steps", "20000"], ["evaluate", "--steps", "10001"]],
+    ids=["predict", "evaluate"],
+)
+def test_steps_beyond_the_bound_are_usage_errors(args, good):
+    result = run(*[good if a == "IMAGE" else a for a in args])
+    assert result.exit_code == 2 and "10000" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_steps_sweep_beyond_the_bound_is_one_line(mlp_checkpoint, tiny_mnist):
+    result = run("evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--steps-sweep", "5,20000")
+    assert_failed(result, "--steps-sweep numbers must be at most 10,000")

@@ -6,12 +6,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# Bounds of the config fields every model shares (checked on building a config and on loading
-# a checkpoint): far beyond any recipe, low enough that a tampered value cannot make a model
-# that exhausts memory or time before it says so.
-MAX_STEPS = 10_000  # time steps (the recipes use 6-100)
-MAX_WIDTH = 65_536  # channels or neurons of a layer
-
 
 def learned_decay_problems(values: dict, decay: str) -> list[str]:
     """A learned decay is kept in (0, 1) by a sigmoid, so it cannot start at 1."""

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checks import Checked, choice, flag, number, whole
+from ..checks import MAX_STEPS, MAX_WIDTH, Checked, choice, flag, number, whole
 from ..neurons import LeakySubtract
 from ..registry import ModelSpec, register_model
-from .base import MAX_STEPS, MAX_WIDTH, SpikingNet, learned_decay_problems
+from .base import SpikingNet, learned_decay_problems
 
 
 @dataclass
