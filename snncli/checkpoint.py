@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +70,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's remarks on odd tensors would be extra lines
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
         if exc.errno is None:
             raise CheckpointError(f"{path} is not an snncli checkpoint (cannot be read)") from None
         raise CheckpointError(f"cannot read {path}: {exc.strerror}") from None
     except Exception:
         raise CheckpointError(f"{path} is not an snncli checkpoint (cannot be read)") from None
-    problems = checkpoint_problems(ckpt)
+    try:
+        problems = checkpoint_problems(ckpt)
+    except Exception as exc:  # a structure no check foresaw: still one line, never a traceback
+        reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+        raise CheckpointError(f"{path} is not a usable snncli checkpoint: {reason}") from None
     if problems:
         raise CheckpointError("\n".join(f"{path}: {p}" for p in problems))
     return ckpt
@@ -152,7 +159,12 @@ def _state_problems(state: Any, expected: dict[str, torch.Tensor], name: str) ->
         if have is None:
             continue
         if not isinstance(have, torch.Tensor) or have.layout != torch.strided:
-            problems.append(f"state_dict {key} must be a tensor, not {type(have).__name__}")
+            kind = f"a {have.layout} tensor" if isinstance(have, torch.Tensor) else (
+                type(have).__name__
+            )
+            problems.append(f"state_dict {key} must be a dense tensor, not {kind}")
+        elif have.device.type != "cpu":
+            problems.append(f"state_dict {key} holds no values (a {have.device.type} tensor)")
         elif have.shape != want.shape:
             problems.append(f"{where}: {key} is {_shape(have)}, the architecture's {_shape(want)}")
         elif have.is_floating_point() != want.is_floating_point() or have.is_complex():

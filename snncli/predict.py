@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,7 +113,12 @@ def read_digit(path: str, stdin: bytes | None = None) -> np.ndarray | Failure:
     """The MNIST-like digit of one input, or a Failure saying in one line why there is none."""
     label = "<stdin>" if path == "-" else path
     try:
-        return load_digit(stdin or b"", label) if path == "-" else load_digit(path)
+        with warnings.catch_warnings():
+            # A numerical warning means this image's digit is not to be trusted: it fails
+            # alone, in one line, instead of printing lines of its own.
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", RuntimeWarning)
+            return load_digit(stdin or b"", label) if path == "-" else load_digit(path)
     except ImageError as exc:
         return Failure(label, str(exc))
     except Exception as exc:  # an image the pipeline cannot handle must not stop the others

@@ -159,7 +159,7 @@ TAMPERED = {
     "state_dict a tensor": (tamper(state_dict=torch.zeros(3)), ["state_dict must be a mapping"]),
     "weight a list": (
         tamper(state_dict__fc1_DOT_weight=[[0.0]]),
-        ["state_dict fc1.weight must be a tensor, not list"],
+        ["state_dict fc1.weight must be a dense tensor, not list"],
     ),
     "weight missing": (tamper(state_dict__fc3_DOT_bias=DELETE), ["state_dict lacks fc3.bias"]),
     "weight unknown": (
@@ -181,6 +181,14 @@ TAMPERED = {
     "weight infinite": (
         tamper(state_dict__fc1_DOT_bias=_poisoned(-math.inf)),
         ["state_dict fc1.bias holds NaN or infinite values"],
+    ),
+    "weight a sparse tensor": (
+        tamper(state_dict__fc3_DOT_bias=torch.zeros(10).to_sparse()),
+        ["state_dict fc3.bias must be a dense tensor, not a torch.sparse_coo tensor"],
+    ),
+    "weight a meta tensor": (
+        tamper(state_dict__fc3_DOT_bias=torch.zeros(10, device="meta")),
+        ["state_dict fc3.bias holds no values (a meta tensor)"],
     ),
     "weight of integers": (
         tamper(state_dict__fc3_DOT_bias=torch.zeros(10, dtype=torch.int64)),
@@ -812,3 +820,32 @@ def test_steps_beyond_the_bound_are_usage_errors(args, good):
 def test_steps_sweep_beyond_the_bound_is_one_line(mlp_checkpoint, tiny_mnist):
     result = run("evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--steps-sweep", "5,20000")
     assert_failed(result, "--steps-sweep numbers must be at most 10,000")
+
+
+@pytest.mark.parametrize(
+    "trouble,message",
+    [
+        (lambda: np.log(np.zeros(1)), "could not be processed: divide by zero encountered in log"),
+        (lambda: [][1], "could not be processed: list index out of range"),
+        (lambda: np.empty(0).max(), "could not be processed: zero-size array"),
+    ],
+    ids=["numerical warning", "an unforeseen error", "numpy error"],
+)
+def test_image_the_pipeline_cannot_handle_fails_alone(
+    trouble, message, tmp_path, good, mlp_checkpoint, monkeypatch
+):
+    from snncli import predict
+
+    odd = tmp_path / "odd.png"
+    paper(3).save(odd)
+    real_load = predict.load_digit
+
+    def load(source, name=None):
+        if str(source) == str(odd):
+            trouble()
+        return real_load(source, name)
+
+    monkeypatch.setattr(predict, "load_digit", load)
+    result = run("predict", good, odd, "-c", mlp_checkpoint, "--json")
+    assert_failed(result, f"{odd} {message}")
+    assert json.loads(result.stdout)[0]["prediction"] == 1
