@@ -72,23 +72,29 @@ def atomic_write(path: str | Path, write: Callable[[str], object], what: str = "
     library's own exception while writing) becomes one SnnError naming `path`
     ("cannot write {what} {path}: reason"). The temp file is removed whatever happens (an
     interruption included), and a file already at `path` stays as it was until the rename.
+    A symbolic link keeps pointing where it did (the file it points at is replaced), and a
+    device or pipe (/dev/null, /dev/stdout) is written in place: renaming a file onto it
+    would replace the device itself.
     """
     path = Path(path)
-    prepare_folder(path, what)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    prepare_folder(target, what)
+    if target.exists() and not target.is_file():
+        return _write_in_place(path, target, write, what)
     tmp, failure = None, None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         os.close(fd)
         write(tmp)
         _set_usual_permissions(tmp)
         with open(tmp, "rb") as f:  # on disk before the rename: a crash leaves old or new
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
         tmp = None
     except SnnError:
         raise
     except Exception as exc:
-        failure = _failure(path, what, exc)
+        failure = _failure(path, target, what, exc)
     finally:
         if tmp is not None:
             _remove(tmp)
@@ -99,12 +105,25 @@ def atomic_write(path: str | Path, write: Callable[[str], object], what: str = "
     return path
 
 
-def _failure(path: Path, what: str, exc: Exception) -> str:
-    """The one line for a failed write of `path`."""
-    if isinstance(exc, IsADirectoryError) or path.is_dir():
+def _write_in_place(path: Path, target: Path, write: Callable[[str], object], what: str) -> Path:
+    failure = None
+    try:
+        write(str(target))
+    except SnnError:
+        raise
+    except Exception as exc:
+        failure = _failure(path, target, what, exc)
+    if failure:
+        raise SnnError(failure)
+    return path
+
+
+def _failure(path: Path, target: Path, what: str, exc: Exception) -> str:
+    """The one line for a failed write of `path` (the file `target`)."""
+    if isinstance(exc, IsADirectoryError) or target.is_dir():
         return f"cannot write {_label(path, what)}: it is a folder"
     reason = _reason(exc)
-    if not isinstance(exc, OSError) and _nearly_full(path.parent):
+    if not isinstance(exc, OSError) and _nearly_full(target.parent):
         # A library that hides the OSError (torch's zip writer: "unexpected pos 2304 vs
         # 2198") failed on a full disk: say so rather than quote the library.
         reason = os.strerror(errno.ENOSPC)

@@ -95,6 +95,8 @@ def expand_inputs(arguments: list[str]) -> list[str | Failure]:
         path = Path(arg)
         if arg == "-":
             found.append(arg)
+        elif not arg.strip():  # Path("") is the current folder: not what an empty name means
+            found.append(Failure(arg, f"{arg!r} is not a file name"))
         elif path.is_dir():
             images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             empty = Failure(arg, f"folder {arg} holds no image files")

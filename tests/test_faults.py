@@ -613,6 +613,13 @@ def test_nothing_selected_at_all_is_an_error(tmp_path, mlp_checkpoint):
     assert result.stdout == ""
 
 
+def test_empty_file_name_is_not_the_current_folder(in_tmp, good, mlp_checkpoint):
+    paper(0).save(in_tmp / "not me.png")
+    result = run("predict", "", good, "-c", mlp_checkpoint, "--json")
+    assert_failed(result, "'' is not a file name")
+    assert [e.get("prediction") for e in json.loads(result.stdout)] == [None, 1]
+
+
 def test_single_unreadable_input_has_no_summary(tmp_path, mlp_checkpoint):
     result = run("predict", tmp_path / "nope.png", "-c", mlp_checkpoint, "--json")
     assert_failed(result, "nope.png does not exist")

@@ -114,6 +114,34 @@ def test_unwritable_targets_are_one_line_before_any_work(make, reason, tmp_path)
     assert not leftovers(tmp_path)
 
 
+def test_a_pipe_or_device_is_written_in_place_not_replaced(tmp_path):
+    """Renaming a temp file onto /dev/null would replace the device (as root it can): a
+    device or pipe is written into instead. A FIFO stands in for the device here."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    write_text(fifo, "through the pipe\n", "plot")
+    reader.join(timeout=10)
+    assert received == [b"through the pipe\n"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and not leftovers(tmp_path)
+
+
+def test_a_symbolic_link_keeps_pointing_at_the_new_file(tmp_path):
+    real = tmp_path / "store" / "model.pt"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "latest.pt"
+    link.symlink_to(real)
+    write_text(link, "new", "checkpoint")
+    assert link.is_symlink() and link.resolve() == real and real.read_text() == "new"
+    assert not leftovers(tmp_path)
+
+
 def test_permission_refused_by_the_file_system(tmp_path, monkeypatch):
     """chmod does not stop root (the tests may run as root): the refusal is patched in there."""
     folder = tmp_path / "locked"
