@@ -44,8 +44,15 @@ class SnnGroup(TyperGroup):
         except BrokenPipeError:  # the reader stopped reading (| head): end quietly, exit code 1
             _silence_stdout()  # as Rich does when its own output meets a closed pipe
             raise typer.Exit(1) from None
-        except MemoryError:
-            print_error("out of memory: try a smaller --batch-size or fewer --steps")
+        except (MemoryError, RuntimeError) as exc:
+            # torch reports memory running out as a RuntimeError ("DefaultCPUAllocator: can't
+            # allocate memory", "CUDA out of memory"); any other RuntimeError is a bug to show.
+            text = str(exc)
+            if not isinstance(exc, MemoryError) and "allocate" not in text and (
+                "out of memory" not in text
+            ):
+                raise
+            print_error(f"out of memory: {text.splitlines()[0] if text else 'no detail'}")
             raise typer.Exit(1) from None
         except OSError as exc:  # the file system said no: disk full, not a folder, permissions
             where = f" ({exc.filename})" if exc.filename else ""

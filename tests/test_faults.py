@@ -803,11 +803,20 @@ def test_json_cut_off_by_its_reader_ends_quietly(good, mlp_checkpoint, monkeypat
     assert result.exit_code == 1 and result.stderr == ""
 
 
-def test_running_out_of_memory_is_one_line(good, mlp_checkpoint, monkeypatch):
+@pytest.mark.parametrize(
+    "exc",
+    [
+        MemoryError(),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"),
+        RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    ],
+    ids=["MemoryError", "torch CPU allocator", "CUDA"],
+)
+def test_running_out_of_memory_is_one_line(exc, good, mlp_checkpoint, monkeypatch):
     from snncli import predict
 
     def exhausted(self, digits):
-        raise MemoryError
+        raise exc
 
     monkeypatch.setattr(predict.Classifier, "__call__", exhausted)
     assert_failed(run("predict", good, "-c", mlp_checkpoint), "out of memory")
