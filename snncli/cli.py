@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from .checks import MAX_STEPS
 from .errors import SnnError
@@ -33,34 +34,43 @@ def print_error(message: str) -> None:
 
 class SnnGroup(TyperGroup):
     """Turns every SnnError into red error lines on stderr (one per problem) and exit code 1,
-    in one place."""
+    in one place; every other failure becomes one line too."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):  # Typer's own exits and usage errors
+            raise
         except SnnError as exc:
             print_error(str(exc))
-            raise typer.Exit(1) from None
         except BrokenPipeError:  # the reader stopped reading (| head): end quietly, exit code 1
             _silence_stdout()  # as Rich does when its own output meets a closed pipe
-            raise typer.Exit(1) from None
-        except (MemoryError, RuntimeError) as exc:
-            # torch reports memory running out as a RuntimeError ("DefaultCPUAllocator: can't
-            # allocate memory", "CUDA out of memory"); any other RuntimeError is a bug to show.
-            text = str(exc)
-            if not isinstance(exc, MemoryError) and "allocate" not in text and (
-                "out of memory" not in text
-            ):
-                raise
-            print_error(f"out of memory: {text.splitlines()[0] if text else 'no detail'}")
-            raise typer.Exit(1) from None
         except OSError as exc:  # the file system said no: disk full, not a folder, permissions
             where = f" ({exc.filename})" if exc.filename else ""
             print_error(f"{exc.strerror or exc}{where}")
-            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]", highlight=False)
             raise typer.Exit(130) from None
+        except Exception as exc:
+            print_error(_unexpected(exc))
+        raise typer.Exit(1)
+
+
+def _unexpected(exc: Exception) -> str:
+    """One line for an exception no check foresaw. Memory running out is named as such (torch
+    raises it as a RuntimeError: "DefaultCPUAllocator: can't allocate memory", "CUDA out of
+    memory"); anything else is a bug, whose traceback SNN_DEBUG=1 shows."""
+    import os
+
+    text = next((line for line in str(exc).splitlines() if line.strip()), "")
+    if isinstance(exc, MemoryError) or "allocate memory" in text or "out of memory" in text:
+        return f"out of memory: {text or 'no detail'}"
+    if os.environ.get("SNN_DEBUG"):
+        raise exc
+    return (
+        f"internal error ({type(exc).__name__}: {text}); please report it with the command "
+        "that caused it (SNN_DEBUG=1 shows the traceback)"
+    )
 
 
 def _silence_stdout() -> None:

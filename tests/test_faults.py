@@ -865,3 +865,16 @@ def test_image_the_pipeline_cannot_handle_fails_alone(
     result = run("predict", good, odd, "-c", mlp_checkpoint, "--json")
     assert_failed(result, f"{odd} {message}")
     assert json.loads(result.stdout)[0]["prediction"] == 1
+
+
+def test_an_unforeseen_error_is_one_line_and_debug_shows_it(good, mlp_checkpoint, monkeypatch):
+    from snncli import predict
+
+    def bug(self, digits):
+        return 1 / 0
+
+    monkeypatch.setattr(predict.Classifier, "__call__", bug)
+    result = run("predict", good, "-c", mlp_checkpoint)
+    assert_failed(result, "internal error (ZeroDivisionError: division by zero); please report")
+    monkeypatch.setenv("SNN_DEBUG", "1")
+    assert isinstance(run("predict", good, "-c", mlp_checkpoint).exception, ZeroDivisionError)
