@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .checks import field_problem, show
-from .errors import CheckpointError
+from .errors import CheckpointError, one_line
 from .files import atomic_write, prepare_folder  # noqa: F401  (train.py imports both here)
 from .registry import get_model_spec, list_models
 
@@ -65,27 +65,28 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     with one line per problem (CheckpointError), each naming the file and the field.
     """
     path = Path(path)
+    name = one_line(path)
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint")
+        raise CheckpointError(f"{name} is a folder, not a checkpoint")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {name} does not exist")
     try:
         with warnings.catch_warnings():  # torch's remarks on odd tensors would be extra lines
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
         if exc.errno is None:
-            raise CheckpointError(f"{path} is not an snncli checkpoint (cannot be read)") from None
-        raise CheckpointError(f"cannot read {path}: {exc.strerror}") from None
+            raise CheckpointError(f"{name} is not an snncli checkpoint (cannot be read)") from None
+        raise CheckpointError(f"cannot read {name}: {exc.strerror}") from None
     except Exception:
-        raise CheckpointError(f"{path} is not an snncli checkpoint (cannot be read)") from None
+        raise CheckpointError(f"{name} is not an snncli checkpoint (cannot be read)") from None
     try:
         problems = checkpoint_problems(ckpt)
     except Exception as exc:  # a structure no check foresaw: still one line, never a traceback
         reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
-        raise CheckpointError(f"{path} is not a usable snncli checkpoint: {reason}") from None
+        raise CheckpointError(f"{name} is not a usable snncli checkpoint: {reason}") from None
     if problems:
-        raise CheckpointError("\n".join(f"{path}: {p}" for p in problems))
+        raise CheckpointError("\n".join(f"{name}: {p}" for p in problems))
     return ckpt
 
 
@@ -135,7 +136,7 @@ def _shape(t: torch.Tensor) -> str:
 
 def _names(keys: list[str], most: int = 5) -> str:
     more = f" and {len(keys) - most} more" if len(keys) > most else ""
-    return ", ".join(keys[:most]) + more
+    return ", ".join(one_line(k) for k in keys[:most]) + more
 
 
 def _state_problems(state: Any, expected: dict[str, torch.Tensor], name: str) -> list[str]:

@@ -13,11 +13,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import SnnError
+from .errors import SnnError, one_line
 
 
 def _label(path: Path, what: str) -> str:
-    return f"{what} {path}" if what else str(path)
+    return f"{what} {one_line(path)}" if what else one_line(path)
 
 
 def check_writable(path: str | Path, what: str = "") -> Path:

@@ -12,7 +12,7 @@ import torch
 
 from .checkpoint import model_from_checkpoint
 from .data import normalise
-from .errors import ImageError
+from .errors import ImageError, one_line
 from .preprocess import load_digit
 from .runtime import tune_for_device
 
@@ -99,11 +99,11 @@ def expand_inputs(arguments: list[str]) -> list[str | Failure]:
             found.append(Failure(arg, f"{arg!r} is not a file name"))
         elif path.is_dir():
             images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            empty = Failure(arg, f"folder {arg} holds no image files")
+            empty = Failure(arg, f"folder {one_line(arg)} holds no image files")
             found.extend([str(p) for p in images] or [empty])
         elif any(ch in arg for ch in "*?[") and not path.exists():
             matches = [m for m in sorted(glob.glob(arg, recursive=True)) if not Path(m).is_dir()]
-            found.extend(matches or [Failure(arg, f"no file matches {arg}")])
+            found.extend(matches or [Failure(arg, f"no file matches {one_line(arg)}")])
         else:
             found.append(arg)
     if all(isinstance(item, Failure) for item in found):
@@ -113,19 +113,20 @@ def expand_inputs(arguments: list[str]) -> list[str | Failure]:
 
 def read_digit(path: str, stdin: bytes | None = None) -> np.ndarray | Failure:
     """The MNIST-like digit of one input, or a Failure saying in one line why there is none."""
-    label = "<stdin>" if path == "-" else path
+    name = "<stdin>" if path == "-" else path
+    label = one_line(name)
     try:
         with warnings.catch_warnings():
             # A numerical warning means this image's digit is not to be trusted: it fails
             # alone, in one line, instead of printing lines of its own.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", RuntimeWarning)
-            return load_digit(stdin or b"", label) if path == "-" else load_digit(path)
+            return load_digit((stdin or b"") if path == "-" else path, label)
     except ImageError as exc:
-        return Failure(label, str(exc))
+        return Failure(name, str(exc))
     except Exception as exc:  # an image the pipeline cannot handle must not stop the others
         reason = next((line for line in str(exc).splitlines() if line.strip()), "")
-        return Failure(label, f"{label} could not be processed: {reason or type(exc).__name__}")
+        return Failure(name, f"{label} could not be processed: {reason or type(exc).__name__}")
 
 
 def predict_files(

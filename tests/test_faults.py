@@ -696,6 +696,36 @@ def test_unicode_and_spaces_in_paths(tmp_path, mlp_checkpoint):
     assert [e["path"] for e in json.loads(result.stdout)] == [str(path), str(raster)]
 
 
+def test_a_newline_in_a_file_name_keeps_its_error_on_one_line(tmp_path, good, mlp_checkpoint):
+    bad = tmp_path / "two\nlines.png"
+    bad.write_text("not an image")
+    also = tmp_path / "fine\nname.png"
+    paper(0).save(also)
+    result = run("predict", bad, good, also, tmp_path / "gone\n.png", "-c", mlp_checkpoint,
+                 "--json")
+    assert_failed(result, "two\\nlines.png is not an image", "gone\\n.png does not exist")
+    entries = json.loads(result.stdout)
+    assert entries[0]["path"] == str(bad)  # the JSON keeps the name as it is
+    assert [e.get("prediction") for e in entries] == [None, 1, 0, None]
+    checkpoint = tmp_path / "odd\nname.pt"
+    checkpoint.write_text("not a checkpoint")
+    assert_failed(run("predict", good, "-c", checkpoint), "odd\\nname.pt is not an snncli")
+
+
+def test_stdin_among_files_is_read_once_for_its_place(good, mlp_checkpoint, tmp_path):
+    zero = tmp_path / "zero.png"
+    paper(0).save(zero)
+    result = runner.invoke(
+        app, ["predict", str(zero), "-", str(good), "-c", str(mlp_checkpoint), "--json"],
+        input=encoded(paper(3), "PNG"),
+    )
+    assert_ok(result)
+    entries = json.loads(result.stdout)
+    assert [(e["path"], e["prediction"]) for e in entries] == [
+        (str(zero), 0), ("<stdin>", 3), (str(good), 1)
+    ]
+
+
 def test_markup_like_file_names_are_shown_as_they_are(tmp_path, mlp_checkpoint):
     path = tmp_path / "[red]digit[bold].png"
     paper(0).save(path)
