@@ -39,12 +39,12 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     """
     label = name or str(source if not isinstance(source, bytes) else "<stdin>")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as remarks:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
                 _decode(image, label)
-                _check_complete(image, source, label)
+                _check_complete(image, source, label, [str(r.message) for r in remarks])
                 return ImageOps.exif_transpose(image)  # a copy: the file is closed on return
     except ImageError:
         raise
@@ -85,10 +85,16 @@ def _decode(image: Image.Image, label: str) -> None:
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, identical in every PNG
 
 
-def _check_complete(image: Image.Image, source: str | Path | bytes, label: str) -> None:
-    """Refuse what Pillow decodes without complaint although the file is damaged: a PNG
+def _check_complete(
+    image: Image.Image, source: str | Path | bytes, label: str, remarks: list[str]
+) -> None:
+    """Refuse what Pillow decodes with at most a warning although the file is damaged: a PNG
     whose chunks fail their checksums or that lacks its end chunk (its image data may be
-    whole or not), a GIF cut before its trailer, float pixels that are not numbers."""
+    whole or not), a GIF cut before its trailer, a TIFF whose directory (the file's own
+    structure, not metadata) ends early, float pixels that are not numbers."""
+    cut = [r for r in remarks if "Truncated" in r or "Expecting to read" in r]
+    if image.format == "TIFF" and cut:
+        raise ImageError(f"{label} is truncated or damaged: {_first_line(cut[0])}")
     if image.format == "PNG":
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as again:
             again.verify()  # every chunk's CRC, up to IEND
