@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import CheckpointError, SnnError
-from .registry import get_model_spec
+from .checks import field_problem, show
+from .errors import CheckpointError, one_line
+from .files import atomic_write, prepare_folder  # noqa: F401  (train.py imports both here)
+from .registry import get_model_spec, list_models
 
 FORMAT = "snncli-checkpoint"
 FORMAT_VERSION = 1
@@ -51,39 +52,6 @@ def build_checkpoint(model_name: str, model, *, recipe: dict, metrics: dict, epo
     }
 
 
-def prepare_folder(path: Path) -> None:
-    """Create the folder `path` will be written in, or say in one line why it cannot be."""
-    for parent in (path.parent, *path.parent.parents):
-        if parent.exists() and not parent.is_dir():
-            raise SnnError(f"cannot write {path}: {parent} is not a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def atomic_write(path: Path, write, what: str = "") -> None:
-    """Call write(tmp_path) on a temp file beside `path`, then rename it into place.
-
-    A file-system refusal (disk full, permissions) becomes one SnnError naming `path`
-    ("cannot write {what} {path}: ..."), and the temp file is removed either way.
-    """
-    path = Path(path)
-    prepare_folder(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; use the usual permissions
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        label = f"{what} {path}" if what else str(path)
-        raise SnnError(f"cannot write {label}: {exc.strerror or exc}") from None
-
-
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
     path = Path(path)
     atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), what="checkpoint")
@@ -91,41 +59,180 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and validate a checkpoint (tensors land on the CPU whatever device trained it)."""
+    """Read and validate a checkpoint (tensors land on the CPU whatever device trained it).
+
+    Every field a command reads is checked before use: a damaged or tampered file is refused
+    with one line per problem (CheckpointError), each naming the file and the field.
+    """
     path = Path(path)
+    name = one_line(path)
+    if path.is_dir():
+        raise CheckpointError(f"{name} is a folder, not a checkpoint")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {name} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's remarks on odd tensors would be extra lines
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        if exc.errno is None:
+            raise CheckpointError(f"{name} is not an snncli checkpoint (cannot be read)") from None
+        raise CheckpointError(f"cannot read {name}: {exc.strerror}") from None
     except Exception:
-        raise CheckpointError(f"{path} is not an snncli checkpoint (cannot be read)") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an snncli checkpoint")
-    missing = [k for k in _REQUIRED if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path} is missing {', '.join(missing)}")
-    if ckpt["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has format version {ckpt['format_version']}; this snncli reads up to "
-            f"{FORMAT_VERSION}: upgrade snncli"
-        )
+        raise CheckpointError(f"{name} is not an snncli checkpoint (cannot be read)") from None
+    try:
+        problems = checkpoint_problems(ckpt)
+    except Exception as exc:  # a structure no check foresaw: still one line, never a traceback
+        reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+        raise CheckpointError(f"{name} is not a usable snncli checkpoint: {reason}") from None
+    if problems:
+        raise CheckpointError("\n".join(f"{name}: {p}" for p in problems))
     return ckpt
 
 
+def checkpoint_problems(ckpt: Any) -> list[str]:
+    """What is wrong with a loaded checkpoint, one message per problem (empty: usable)."""
+    if not isinstance(ckpt, dict) or not _is(ckpt.get("format"), str, FORMAT):
+        return ["not an snncli checkpoint"]
+    missing = [k for k in _REQUIRED if k not in ckpt]
+    if missing:
+        return [f"not a complete snncli checkpoint: it is missing {', '.join(missing)}"]
+    version = ckpt["format_version"]
+    if field_problem("format_version", version, ("whole", 1, 2**31)):
+        return [f"format_version {show(version)} must be a whole number of 1 or more"]
+    if version > FORMAT_VERSION:
+        return [f"format version {version}; this snncli reads up to {FORMAT_VERSION}: "
+                "upgrade snncli"]
+    return [
+        *_model_problems(ckpt),
+        *_normalisation_problems(ckpt["normalisation"]),
+        *_metrics_problems(ckpt.get("metrics", {})),
+        *_recipe_problems(ckpt.get("recipe", {})),
+    ]
+
+
+def _is(value: Any, kind: type, expected: Any) -> bool:
+    """value == expected, for a value of any type (a tensor compared to a str included)."""
+    return isinstance(value, kind) and value == expected
+
+
+def _model_problems(ckpt: dict) -> list[str]:
+    """The model name, its config (the config class's own checks) and the weights."""
+    name = ckpt["model"]
+    if not isinstance(name, str) or name not in list_models():
+        return [f"unknown model {show(name)}; choose one of: {', '.join(list_models())}"]
+    spec = get_model_spec(name)
+    problems = spec.config_cls.problems(ckpt["config"], where="config")
+    if problems:
+        return problems
+    with torch.device("meta"):  # the architecture's shapes, without allocating its weights
+        expected = spec.build(spec.config_cls(**ckpt["config"])).state_dict()
+    return _state_problems(ckpt["state_dict"], expected, name)
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "x".join(map(str, t.shape)) or "a scalar"
+
+
+def _names(keys: list[str], most: int = 5) -> str:
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return ", ".join(one_line(k) for k in keys[:most]) + more
+
+
+def _state_problems(state: Any, expected: dict[str, torch.Tensor], name: str) -> list[str]:
+    """Weights: a mapping of exactly the architecture's tensors, shapes and kinds, all finite.
+
+    Non-finite weights (NaN or infinity, a diverged run) are refused: the network would run,
+    but its spikes and predictions would mean nothing."""
+    if not isinstance(state, dict):
+        return [f"state_dict must be a mapping of weight names to tensors, not "
+                f"{type(state).__name__}"]
+    where = f"weights do not match the {name!r} architecture"
+    missing = [k for k in expected if k not in state]
+    extra = [str(k) for k in state if k not in expected]
+    problems = []
+    if missing:
+        problems.append(f"{where}: state_dict lacks {_names(missing)}")
+    if extra:
+        problems.append(f"{where}: state_dict has weights it does not know: {_names(extra)}")
+    for key, want in expected.items():
+        have = state.get(key)
+        if have is None:
+            continue
+        if not isinstance(have, torch.Tensor) or have.layout != torch.strided:
+            kind = f"a {have.layout} tensor" if isinstance(have, torch.Tensor) else (
+                type(have).__name__
+            )
+            problems.append(f"state_dict {key} must be a dense tensor, not {kind}")
+        elif have.device.type != "cpu":
+            problems.append(f"state_dict {key} holds no values (a {have.device.type} tensor)")
+        elif have.shape != want.shape:
+            problems.append(f"{where}: {key} is {_shape(have)}, the architecture's {_shape(want)}")
+        elif have.is_floating_point() != want.is_floating_point() or have.is_complex():
+            problems.append(f"state_dict {key} holds {have.dtype}, expected {want.dtype}")
+        elif have.is_floating_point() and not bool(torch.isfinite(have).all()):
+            problems.append(f"state_dict {key} holds NaN or infinite values")
+    return problems
+
+
+def _normalisation_problems(norm: Any) -> list[str]:
+    """Pixel normalisation: {"mean": finite number, "std": finite positive number}."""
+    if not isinstance(norm, dict):
+        return [f"normalisation must be a mapping with mean and std, not {type(norm).__name__}"]
+    problems = [f"normalisation has an unknown field {show(k)}" for k in norm
+                if k not in ("mean", "std")]
+    checks = {"mean": ("number", -1e6, 1e6, False, False),
+              "std": ("number", 0, 1e6, True, False)}
+    for key, check in checks.items():
+        if key not in norm:
+            problems.append(f"normalisation lacks {key}")
+            continue
+        problem = field_problem(key, norm[key], check)
+        if problem:
+            problems.append(f"normalisation {problem}")
+    return problems
+
+
+def _metrics_problems(metrics: Any) -> list[str]:
+    """The recorded metrics that `evaluate` shows beside its own (others are informative)."""
+    if not isinstance(metrics, dict):
+        return [f"metrics must be a mapping, not {type(metrics).__name__}"]
+    checks = {
+        "test_accuracy": ("number", 0, 1, False, False),
+        "test_images": ("whole", 1, 2**62),
+        "precision": ("text",),
+    }
+    return [f"metrics {p}" for key, check in checks.items() if key in metrics
+            for p in [field_problem(key, metrics[key], check)] if p]
+
+
+def _recipe_problems(recipe: Any) -> list[str]:
+    """The training recipe the checkpoint records, checked as training checks it (its name
+    and seed beside the settings)."""
+    from .recipes import Recipe, RecipeError
+
+    if not isinstance(recipe, dict):
+        return [f"recipe must be a mapping, not {type(recipe).__name__}"]
+    found = [f"recipe {p}" for key, check in (("recipe", ("text",)), ("seed", ("whole", 0, 2**64)))
+             if key in recipe for p in [field_problem(key, recipe[key], check)] if p]
+    try:
+        Recipe.from_dict({k: v for k, v in recipe.items() if k not in ("recipe", "seed")})
+    except RecipeError as exc:
+        found += [p if p.startswith("recipe ") else f"recipe {p}" for p in str(exc).splitlines()]
+    return found
+
+
 def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
-    """Rebuild the registered model a checkpoint describes and load its weights."""
+    """Rebuild the registered model a checkpoint describes and load its weights (checked
+    first, so a checkpoint not read by `load_checkpoint` is refused in the same words)."""
+    problems = _model_problems(ckpt)
+    if problems:
+        raise CheckpointError("\n".join(f"checkpoint {p}" for p in problems))
     spec = get_model_spec(ckpt["model"])
-    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-    unknown = set(ckpt["config"]) - fields
-    if unknown:
-        raise CheckpointError(
-            f"checkpoint config has fields the {spec.name} model does not know: "
-            f"{', '.join(sorted(unknown))}"
-        )
     model = spec.build(spec.config_cls(**ckpt["config"]))
     try:
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError:
+    except Exception:
         raise CheckpointError(
             f"checkpoint weights do not match the {spec.name!r} architecture"
         ) from None
@@ -135,7 +242,8 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
 def default_checkpoint(folder: str | Path = DEFAULT_DIR) -> Path:
     """The newest .pt file in `folder`, for commands run without a checkpoint argument."""
     folder = Path(folder)
-    found = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    files = [p for p in folder.glob("*.pt") if p.is_file()] if folder.is_dir() else []
+    found = sorted(files, key=lambda p: p.stat().st_mtime)
     if not found:
         raise CheckpointError(
             f"no checkpoint in {folder}/: train one with 'snn train' or pass a checkpoint path"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -17,7 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
+from .checks import MAX_STEPS
 from .choices import BACKENDS, DEVICES, PRECISIONS
 from .errors import SnnError
 from .recipes import recipe_fields
@@ -26,27 +29,65 @@ out = Console()
 err = Console(stderr=True)
 
 
-def error_line(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+def print_error(message: str) -> None:
+    """One red `error:` line on stderr per line of `message` (one per problem)."""
+    for line in message.splitlines() or [""]:
+        err.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True, highlight=False)
 
 
 class SnnGroup(TyperGroup):
-    """Turns every SnnError into one red line on stderr and its exit code (1 unless the error
-    says otherwise), in one place."""
+    """Turns every SnnError into red error lines on stderr (one per problem) and its exit code
+    (1 unless the error says otherwise), in one place; every other failure becomes one line
+    too."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):  # Typer's own exits and usage errors
+            raise
         except SnnError as exc:
-            error_line(str(exc))
+            print_error(str(exc))
             raise typer.Exit(getattr(exc, "exit_code", 1)) from None
+        except BrokenPipeError:  # the reader stopped reading (| head): end quietly, exit code 1
+            _silence_stdout()  # as Rich does when its own output meets a closed pipe
         except OSError as exc:  # the file system said no: disk full, not a folder, permissions
             where = f" ({exc.filename})" if exc.filename else ""
-            error_line(f"{exc.strerror or exc}{where}")
-            raise typer.Exit(1) from None
+            print_error(f"{exc.strerror or exc}{where}")
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]", highlight=False)
             raise typer.Exit(130) from None
+        except Exception as exc:
+            print_error(_unexpected(exc))
+        raise typer.Exit(1)
+
+
+def _unexpected(exc: Exception) -> str:
+    """One line for an exception no check foresaw. Memory running out is named as such (torch
+    raises it as a RuntimeError: "DefaultCPUAllocator: can't allocate memory", "CUDA out of
+    memory"); anything else is a bug, whose traceback SNN_DEBUG=1 shows."""
+    import os
+
+    text = next((line for line in str(exc).splitlines() if line.strip()), "")
+    if isinstance(exc, MemoryError) or "allocate memory" in text or "out of memory" in text:
+        return f"out of memory: {text or 'no detail'}"
+    if os.environ.get("SNN_DEBUG"):
+        raise exc
+    return (
+        f"internal error ({type(exc).__name__}: {text}); please report it with the command "
+        "that caused it (SNN_DEBUG=1 shows the traceback)"
+    )
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that flushing it at exit raises nothing more."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 app = typer.Typer(
@@ -56,6 +97,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: a number option refuses NaN and infinity (a usage error, exit 2)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def positive(value: float | None) -> float | None:
+    """Option callback: a finite number above 0 (a usage error otherwise, exit 2)."""
+    if finite(value) is not None and not value > 0:
+        raise typer.BadParameter(f"{value} is not a positive number")
+    return value
+
 
 # Options shared by several commands, declared once.
 DataDirOption = typer.Option(
@@ -86,17 +143,17 @@ def with_recipe_options(command):
     CLI code."""
     signature = inspect.signature(command)
     params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    types = {"int": int, "float": float, "str": str}
+    types = {"whole": int, "number": float, "text": str}
     for f in recipe_fields():
-        choices = f.metadata["choices"]
-        kind = Literal[choices] if choices else types[f.type]
+        kind, *args = f.metadata["check"]
+        annotation = Literal[args[0]] if kind == "choice" else types[kind]
         option = typer.Option(
             None, "--" + f.name.replace("_", "-"), help=f.metadata["help"],
             rich_help_panel=RECIPE_PANEL,
         )
         params.append(
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                              annotation=Optional[kind])  # noqa: UP045 (typer reads it)
+                              annotation=Optional[annotation])  # noqa: UP045 (typer reads it)
         )
     command.__signature__ = signature.replace(parameters=params)
     return command
@@ -162,7 +219,7 @@ def train_command(
     recipe: str = typer.Option(
         None, "--recipe", "-r", help="Named training recipe (default: the model's default)."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1),
     device: Device = DeviceOption,
     data_dir: Path = DataDirOption,
     out_path: Path = typer.Option(
@@ -187,7 +244,7 @@ def train_command(
     backend: Backend = BackendOption,
     precision: Precision = PrecisionOption,
     save_every: float = typer.Option(
-        10.0, "--save-every", min=0.01,
+        10.0, "--save-every", callback=positive,
         help="Minutes of training between resumable checkpoints (also saved every epoch).",
     ),
     resume: Path = typer.Option(
@@ -238,7 +295,9 @@ def evaluate_command(
     device: Device = DeviceOption,
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
     limit: int = typer.Option(None, "--limit", min=1, help="Score only the first N test images."),
-    steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
+    steps: int = typer.Option(
+        None, "--steps", min=1, max=MAX_STEPS, help="Time steps (default: as trained)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     backend: Backend = BackendOption,
     precision: Precision = PrecisionOption,
@@ -249,27 +308,30 @@ def evaluate_command(
 ) -> None:
     """Score a checkpoint on the MNIST test set."""
     from .evaluate import evaluate_checkpoint, parse_steps_list
+    from .files import check_writable
     from .ui import evaluation_tables
 
+    if plot:
+        check_writable(plot, "plot")  # before the work, not after it
     report = evaluate_checkpoint(
         checkpoint, data_dir=data_dir, device=device, batch_size=batch_size, limit=limit,
         steps=steps, backend=backend, precision=precision,
         sweep=parse_steps_list(sweep) if sweep else (),
     )
-    if plot:
-        from .plots import plot_evaluation
-
-        title = f"{report.checkpoint['model']}: {report.path}"
-        plot_evaluation(report.result, report.sweep, plot, title=title)
     if as_json:
         summary = {"checkpoint": str(report.path), "model": report.checkpoint["model"],
                    "precision": report.precision, **report.result.to_dict()}
         print(json.dumps(summary | ({"steps_sweep": report.sweep} if report.sweep else {})))
-        return
-    for table in evaluation_tables(report):
-        out.print(table)
-    if plot:
-        out.print(f"plot written to {plot}", highlight=False)
+    else:
+        for table in evaluation_tables(report):
+            out.print(table)
+    if plot:  # after the results are shown: a failed write loses none of them
+        from .plots import plot_evaluation
+
+        title = f"{report.checkpoint['model']}: {report.path}"
+        plot_evaluation(report.result, report.sweep, plot, title=title)
+        if not as_json:
+            out.print(f"plot written to {plot}", highlight=False)
 
 
 @app.command("predict")
@@ -281,34 +343,92 @@ def predict_command(
         None, "--checkpoint", "-c", help="Default: newest in checkpoints/."
     ),
     device: Device = DeviceOption,
-    steps: int = typer.Option(None, "--steps", min=1, help="Time steps (default: as trained)."),
+    steps: int = typer.Option(
+        None, "--steps", min=1, max=MAX_STEPS, help="Time steps (default: as trained)."
+    ),
     show: bool = typer.Option(False, "--show", help="Draw the 28x28 input the network saw."),
     raster: Path = typer.Option(None, "--raster", help="Save the output spike raster as PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of tables."),
 ) -> None:
-    """Classify your own digit images and show the output spikes per class."""
+    """Classify your own digit images and show the output spikes per class.
+
+    Every input that cannot be read (or holds no digit) is one error line; the others are
+    still classified. Exit code 0 when every input was classified, 1 when any failed."""
     import sys
 
     from .checkpoint import default_checkpoint, load_checkpoint
-    from .predict import predict_files
+    from .files import check_writable
+    from .predict import RASTER_IMAGES, predict_files
     from .runtime import resolve_device
-    from .ui import prediction_table, render_digit, summary_table
+    from .ui import summary_table
 
     ckpt = load_checkpoint(checkpoint or default_checkpoint())
+    if raster:
+        check_writable(raster, "spike raster")  # before the work, not after it
     stdin = sys.stdin.buffer.read() if "-" in images else None
     model, results = predict_files(ckpt, images, resolve_device(device), steps, stdin)
-    if raster:
+    spikes = model.output_is_spikes
+    report = _PredictionReport(spikes, as_json, show, RASTER_IMAGES if raster else 0)
+    report.print_all(results)
+    if not as_json and len(report.rows) > 1:
+        out.print(summary_table(report.rows, report.failed))
+    if raster and report.kept:
         from .plots import plot_raster
 
-        plot_raster(results, raster, model.output_is_spikes)
-    if as_json:
-        print(json.dumps([r.to_dict(model.output_is_spikes) for r in results]))
-        return
-    for r in results:
-        if show:
-            out.print(render_digit(r.image))
-        out.print(prediction_table(r, model.output_is_spikes))
-    if len(results) > 1:
-        out.print(summary_table(results))
-    if raster:
-        out.print(f"spike raster written to {raster}", highlight=False)
+        plot_raster(report.kept, raster, spikes)
+        if not as_json:
+            shown = len(report.kept)
+            first = f" of the first {shown} of {report.predicted} images" if (
+                shown < report.predicted
+            ) else ""
+            out.print(f"spike raster{first} written to {raster}", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+class _PredictionReport:
+    """Prints each prediction as it comes (its table, or an element of one JSON array) and
+    each failure as an error line, keeping only what comes after: summary rows and the
+    predictions the raster draws."""
+
+    def __init__(self, spikes: bool, as_json: bool, show: bool, keep: int):
+        self.spikes, self.as_json, self.show, self.keep = spikes, as_json, show, keep
+        self.rows: list[tuple[str, str, str, str]] = []
+        self.kept: list = []
+        self.failed = self.predicted = 0
+
+    def print_all(self, results) -> None:
+        import sys
+
+        if self.as_json:
+            sys.stdout.write("[")
+        try:
+            for item in results:
+                self.add(item)
+        finally:  # an interruption still leaves valid JSON of what was done
+            if self.as_json:
+                sys.stdout.write("]\n")
+                sys.stdout.flush()
+
+    def add(self, item) -> None:
+        import sys
+
+        from .predict import Failure
+        from .ui import prediction_table, render_digit, summary_row
+
+        if self.as_json:
+            first = self.predicted + self.failed == 0
+            sys.stdout.write(("" if first else ", ") + json.dumps(item.to_dict(self.spikes)))
+        else:
+            self.rows.append(summary_row(item))
+        if isinstance(item, Failure):
+            self.failed += 1
+            print_error(item.error)
+            return
+        self.predicted += 1
+        if len(self.kept) < self.keep:
+            self.kept.append(item)
+        if not self.as_json:
+            if self.show:
+                out.print(render_digit(item.image))
+            out.print(prediction_table(item, self.spikes))

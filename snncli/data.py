@@ -7,8 +7,10 @@ per-image DataLoader, and it can live on the GPU.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ SPLIT_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _IDX_UBYTE = 0x08
+MAX_IDX_BYTES = 2**31  # MNIST's largest file holds 47 million
 
 
 @dataclass
@@ -52,29 +55,42 @@ def _find(folder: Path, name: str) -> Path | None:
 
 
 def read_idx(path: Path, ndim: int) -> torch.Tensor:
-    """Read an unsigned-byte IDX file (gzipped or not), checking header and length."""
+    """Read an unsigned-byte IDX file (gzipped or not), checking header and length.
+
+    The header is read first: a file declaring more data than any MNIST file holds is refused
+    before it is read (a gzip bomb fills no memory)."""
+    header_len = 4 + 4 * ndim
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            header = f.read(header_len)
+            shape = _idx_shape(path, header, ndim)
+            count = math.prod(shape)
+            if count > MAX_IDX_BYTES:
+                raise DataError(
+                    f"{path} declares {count:,} bytes of data; an MNIST file holds at most "
+                    f"{MAX_IDX_BYTES:,}"
+                )
+            data = f.read(count + 1)  # one byte more: data beyond the declared size is damage
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"cannot read {path}: {exc}") from None
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise DataError(f"{path} is not an IDX file (only {len(data)} bytes)")
-    zero, dtype, dims = struct.unpack(">HBB", data[:4])
+    if len(data) != count:
+        held = f"{len(data)}" if len(data) <= count else "more"
+        raise DataError(
+            f"{path} is truncated or corrupt: header says {count} bytes of data, file holds {held}"
+        )
+    if shape[0] == 0:
+        raise DataError(f"{path} holds no {'images' if ndim == 3 else 'labels'}")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(*shape)
+
+
+def _idx_shape(path: Path, header: bytes, ndim: int) -> tuple[int, ...]:
+    if len(header) < 4 + 4 * ndim:
+        raise DataError(f"{path} is not an IDX file (only {len(header)} bytes)")
+    zero, dtype, dims = struct.unpack(">HBB", header[:4])
     if zero != 0 or dtype != _IDX_UBYTE or dims != ndim:
         raise DataError(f"{path} is not an unsigned-byte IDX file with {ndim} dimensions")
-    shape = struct.unpack(f">{ndim}I", data[4:header_len])
-    count = 1
-    for d in shape:
-        count *= d
-    if len(data) - header_len != count:
-        raise DataError(
-            f"{path} is truncated or corrupt: header says {count} bytes of data, "
-            f"file holds {len(data) - header_len}"
-        )
-    return torch.frombuffer(bytearray(data[header_len:]), dtype=torch.uint8).view(*shape)
+    return struct.unpack(f">{ndim}I", header[4:])
 
 
 def default_cache_dir() -> Path:
@@ -109,6 +125,8 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
             return cache
         return _download(cache)
     folder = Path(data_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"data folder {folder} is a file, not a folder")
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist")
     return folder

@@ -1,6 +1,13 @@
 """One exception family for mistakes a user can fix; the CLI turns it into one line + exit 1."""
 
 
+def one_line(name: object) -> str:
+    """A file name as an error message quotes it: on one line whatever characters it holds (a
+    newline in a name would otherwise split its error in two)."""
+    text = str(name)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 class SnnError(Exception):
     """A user-facing error: bad input, missing file, wrong checkpoint, unknown model."""
 
@@ -15,3 +22,7 @@ class CheckpointError(SnnError):
 
 class ImageError(SnnError):
     """An image could not be read or holds no digit."""
+
+
+class ConfigError(SnnError):
+    """Settings out of range or of the wrong type (one problem per line)."""

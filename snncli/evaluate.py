@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .checks import MAX_STEPS
 from .data import Split, batches, normalise
 from .errors import SnnError
 
@@ -146,6 +147,8 @@ def parse_steps_list(text: str) -> list[int]:
         raise SnnError(f"--steps-sweep takes comma-separated whole numbers, got {text!r}") from None
     if not values or min(values) <= 0:
         raise SnnError(f"--steps-sweep needs positive numbers, got {text!r}")
+    if max(values) > MAX_STEPS:
+        raise SnnError(f"--steps-sweep numbers must be at most {MAX_STEPS:,}, got {text!r}")
     return values
 
 

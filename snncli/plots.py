@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
 from pathlib import Path
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 
 
 def _pyplot():
@@ -17,16 +19,29 @@ def _pyplot():
     return pyplot
 
 
-def _save(fig, path) -> Path:
-    """Write the figure as PNG atomically and free it."""
-    path = Path(path)
+def _quiet(plot):
+    """Matplotlib's warnings (a glyph of a file name missing from the font, a layout that does
+    not fit) would print lines of their own on stderr: the figure is drawn without them."""
+
+    @functools.wraps(plot)
+    def quietly(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return plot(*args, **kwargs)
+
+    return quietly
+
+
+def _save(fig, path, what: str) -> Path:
+    """Write the figure as PNG atomically (any failure is one line naming the file) and free
+    it."""
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100), what)
     finally:
         _pyplot().close(fig)
-    return path
 
 
+@_quiet
 def plot_training(history: list[dict], path: Path, title: str = "training") -> Path:
     """Loss per iteration and test accuracy at each evaluation, one figure, two panels."""
     plt = _pyplot()
@@ -43,9 +58,10 @@ def plot_training(history: list[dict], path: Path, title: str = "training") -> P
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, "plot")
 
 
+@_quiet
 def plot_raster(predictions, path: Path, spikes: bool = True) -> Path:
     """Output layer over time for each image: spike dots per class, or output heat-map."""
     plt = _pyplot()
@@ -67,9 +83,10 @@ def plot_raster(predictions, path: Path, spikes: bool = True) -> Path:
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle("output spike raster" if spikes else "output layer over time")
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, "spike raster")
 
 
+@_quiet
 def plot_evaluation(result, sweep_rows, path: Path, title: str = "evaluation") -> Path:
     """Confusion matrix heat-map, and accuracy against time steps when a sweep was run."""
     plt = _pyplot()
@@ -94,4 +111,4 @@ def plot_evaluation(result, sweep_rows, path: Path, title: str = "evaluation") -
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, "plot")

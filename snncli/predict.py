@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,11 +12,12 @@ import torch
 
 from .checkpoint import model_from_checkpoint
 from .data import normalise
-from .errors import ImageError
+from .errors import ImageError, one_line
 from .preprocess import load_digit
 from .runtime import tune_for_device
 
-BATCH = 256
+BATCH = 256  # images read and classified at a time
+RASTER_IMAGES = 20  # --raster draws the first this many (one panel each)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -41,67 +43,132 @@ class Prediction:
         }
 
 
-@torch.no_grad()
+@dataclass
+class Failure:
+    """An input that could not be classified: it could not be read, or holds no digit."""
+
+    path: str
+    error: str  # one line, naming the input
+
+    def to_dict(self, output_is_spikes: bool = True) -> dict:
+        return {"path": self.path, "error": self.error}
+
+
+class Classifier:
+    """A checkpoint's model, ready to classify batches of 28x28 digits."""
+
+    def __init__(self, ckpt: dict, device: torch.device, steps=None, batch: int = BATCH):
+        self.model = model_from_checkpoint(ckpt, device)
+        tune_for_device(self.model, device, batch)
+        self.normalisation = ckpt["normalisation"]
+        self.device, self.steps = device, steps
+
+    @torch.no_grad()
+    def __call__(self, digits: list[np.ndarray]):
+        """uint8 [28, 28] digits (one batch) -> (scores [N, C], confidences [N, C], records
+        [T, N, C]), on the CPU; records are the output layer over time (the spike raster)."""
+        batch = torch.from_numpy(np.stack(digits)).to(self.device)
+        record = self.model(normalise(batch, **self.normalisation), steps=self.steps).cpu()
+        scores = self.model.readout(record)
+        return scores, self.model.confidence(scores), record
+
+
 def predict_digits(ckpt: dict, digits: list[np.ndarray], device: torch.device, steps=None):
-    """uint8 [28, 28] digits -> (model, scores [N, C], confidences [N, C], records [T, N, C]).
+    """uint8 [28, 28] digits -> (model, scores [N, C], confidences [N, C], records [T, N, C]),
+    classified in batches of BATCH; tensors come back on the CPU."""
+    classify = Classifier(ckpt, device, steps, min(BATCH, max(1, len(digits))))
+    parts = [classify(digits[i : i + BATCH]) for i in range(0, len(digits), BATCH)]
+    scores = torch.cat([p[0] for p in parts])
+    conf = torch.cat([p[1] for p in parts])
+    records = torch.cat([p[2] for p in parts], dim=1)
+    return classify.model, scores, conf, records
 
-    Tensors come back on the CPU; records are the output layer over time (the spike raster).
+
+def expand_inputs(arguments: list[str]) -> list[str | Failure]:
+    """Folders become their image files, glob patterns their matching files; '-' stays (stdin).
+
+    A folder without images or a pattern matching nothing is a Failure in its place; when
+    nothing at all is selected that is an ImageError (one line per argument).
     """
-    model = model_from_checkpoint(ckpt, device)
-    tune_for_device(model, device, min(BATCH, max(1, len(digits))))
-    records = []
-    for start in range(0, len(digits), BATCH):
-        chunk = torch.from_numpy(np.stack(digits[start : start + BATCH])).to(device)
-        records.append(model(normalise(chunk, **ckpt["normalisation"]), steps=steps).cpu())
-    record = torch.cat(records, dim=1)
-    scores = model.readout(record)
-    return model, scores, model.confidence(scores), record
-
-
-def expand_inputs(arguments: list[str]) -> list[str]:
-    """Folders become their image files, glob patterns their matches; '-' stays (stdin)."""
-    found: list[str] = []
+    found: list[str | Failure] = []
     for arg in arguments:
         path = Path(arg)
         if arg == "-":
             found.append(arg)
+        elif not arg.strip():  # Path("") is the current folder: not what an empty name means
+            found.append(Failure(arg, f"{arg!r} is not a file name"))
         elif path.is_dir():
             images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not images:
-                raise ImageError(f"folder {arg} holds no image files")
-            found.extend(str(p) for p in images)
+            empty = Failure(arg, f"folder {one_line(arg)} holds no image files")
+            found.extend([str(p) for p in images] or [empty])
         elif any(ch in arg for ch in "*?[") and not path.exists():
-            matches = sorted(glob.glob(arg, recursive=True))
-            if not matches:
-                raise ImageError(f"no file matches {arg}")
-            found.extend(matches)
+            matches = [m for m in sorted(glob.glob(arg, recursive=True)) if not Path(m).is_dir()]
+            found.extend(matches or [Failure(arg, f"no file matches {one_line(arg)}")])
         else:
             found.append(arg)
+    if all(isinstance(item, Failure) for item in found):
+        raise ImageError("\n".join(item.error for item in found))
     return found
+
+
+def read_digit(path: str, stdin: bytes | None = None) -> np.ndarray | Failure:
+    """The MNIST-like digit of one input, or a Failure saying in one line why there is none."""
+    name = "<stdin>" if path == "-" else path
+    label = one_line(name)
+    try:
+        with warnings.catch_warnings():
+            # A numerical warning means this image's digit is not to be trusted: it fails
+            # alone, in one line, instead of printing lines of its own.
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", RuntimeWarning)
+            return load_digit((stdin or b"") if path == "-" else path, label)
+    except ImageError as exc:
+        return Failure(name, str(exc))
+    except Exception as exc:  # an image the pipeline cannot handle must not stop the others
+        reason = next((line for line in str(exc).splitlines() if line.strip()), "")
+        return Failure(name, f"{label} could not be processed: {reason or type(exc).__name__}")
 
 
 def predict_files(
     ckpt: dict, arguments: list[str], device: torch.device, steps=None, stdin: bytes | None = None
 ):
-    """Preprocess every image (failing on the first bad one), then classify them in batches."""
-    paths = expand_inputs(arguments)
-    digits = [load_digit(stdin, "<stdin>") if p == "-" else load_digit(p) for p in paths]
-    model, scores, conf, record = predict_digits(ckpt, digits, device, steps)
-    results = []
-    for i, path in enumerate(paths):
-        order = torch.argsort(scores[i], descending=True, stable=True)
-        best, second = int(order[0]), int(order[1])
-        results.append(
-            Prediction(
-                path="<stdin>" if path == "-" else str(path),
-                prediction=best,
-                confidence=float(conf[i, best]),
-                scores=scores[i].tolist(),
-                shares=conf[i].tolist(),
-                runner_up=second,
-                runner_up_confidence=float(conf[i, second]),
-                image=digits[i],
-                raster=record[:, i].numpy(),
-            )
-        )
-    return model, results
+    """-> (model, iterator of Prediction or Failure, one per input in order).
+
+    Inputs are read and classified BATCH at a time as the iterator is consumed, so any number
+    of them takes the memory of one batch; an input that cannot be read is a Failure and the
+    others are still classified."""
+    items = expand_inputs(arguments)
+    classify = Classifier(ckpt, device, steps, min(BATCH, len(items)))
+    return classify.model, _predict_batches(classify, items, stdin)
+
+
+def _predict_batches(classify: Classifier, items: list[str | Failure], stdin: bytes | None):
+    for start in range(0, len(items), BATCH):
+        chunk = items[start : start + BATCH]
+        read = [item if isinstance(item, Failure) else read_digit(item, stdin) for item in chunk]
+        digits = [d for d in read if not isinstance(d, Failure)]
+        if digits:
+            scores, conf, record = classify(digits)
+        index = 0
+        for item, digit in zip(chunk, read, strict=True):
+            if isinstance(digit, Failure):
+                yield digit
+                continue
+            yield _prediction(item, digit, scores[index], conf[index], record[:, index])
+            index += 1
+
+
+def _prediction(path: str, digit: np.ndarray, scores, conf, record) -> Prediction:
+    order = torch.argsort(scores, descending=True, stable=True)
+    best, second = int(order[0]), int(order[1])
+    return Prediction(
+        path="<stdin>" if path == "-" else str(path),
+        prediction=best,
+        confidence=float(conf[best]),
+        scores=scores.tolist(),
+        shares=conf.tolist(),
+        runner_up=second,
+        runner_up_confidence=float(conf[second]),
+        image=digit,
+        raster=record.numpy().copy(),  # not a view that would keep the whole batch alive
+    )

@@ -7,8 +7,13 @@ photos and drawings of any size and polarity, so each step below undoes one diff
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import struct
+import sys
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,22 +30,22 @@ MNIST_STROKE = 2.6
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Open any Pillow-readable image (first frame if animated), EXIF orientation applied."""
+    """Open any Pillow-readable image (first frame if animated), EXIF orientation applied.
+
+    A file that is not a complete image is refused (ImageError, one line): cut short, with a
+    broken checksum or data stream, or missing its end marker (PNG, GIF), or holding pixel
+    values that are not numbers. Nothing is ever classified from part of an image. Pillow's
+    complaints about metadata (EXIF) are not printed: the pixels are what counts.
+    """
     label = name or str(source if not isinstance(source, bytes) else "<stdin>")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as remarks:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            fp = io.BytesIO(source) if isinstance(source, bytes) else source
-            image = Image.open(fp)
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageError(
-                    f"{label} is too large ({image.width}x{image.height}); "
-                    f"use an image under {MAX_PIXELS // 1_000_000} megapixels"
-                )
-            image.seek(0)
-            image.draft("L", (WORK_SIZE * 2, WORK_SIZE * 2))  # fast JPEG downscale on decode
-            image.load()
-            return ImageOps.exif_transpose(image)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                _decode(image, label)
+                _check_complete(image, source, label, [str(r.message) for r in remarks])
+                return ImageOps.exif_transpose(image)  # a copy: the file is closed on return
     except ImageError:
         raise
     except FileNotFoundError:
@@ -52,9 +57,95 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             f"{label} is too large; use an image under {MAX_PIXELS // 1_000_000} megapixels"
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label} is not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{label} could not be decoded: {exc}") from None
+        empty = " (the file is empty)" if _size(source) == 0 else ""
+        raise ImageError(f"{label} is not an image Pillow can read{empty}") from None
+    except OSError as exc:
+        if exc.errno is not None:  # the file system's refusal, not the decoder's
+            raise ImageError(f"cannot read {label}: {exc.strerror}") from None
+        raise ImageError(f"{label} is truncated or damaged: {_first_line(exc)}") from None
+    except (SyntaxError, ValueError, EOFError, struct.error, zlib.error) as exc:
+        raise ImageError(f"{label} is truncated or damaged: {_first_line(exc)}") from None
+    except Exception as exc:  # a decoder's own exception type, for an unusual file
+        raise ImageError(f"{label} could not be decoded: {_first_line(exc)}") from None
+
+
+def _decode(image: Image.Image, label: str) -> None:
+    """Decode the first frame (JPEGs at a reduced size), after the size check on the header."""
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageError(
+            f"{label} is too large ({image.width}x{image.height}); "
+            f"use an image under {MAX_PIXELS // 1_000_000} megapixels"
+        )
+    image.seek(0)
+    image.draft("L", (WORK_SIZE * 2, WORK_SIZE * 2))  # fast JPEG downscale on decode
+    with _c_stderr_silenced(image.format == "TIFF"):
+        image.load()
+
+
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk, identical in every PNG
+
+
+def _check_complete(
+    image: Image.Image, source: str | Path | bytes, label: str, remarks: list[str]
+) -> None:
+    """Refuse what Pillow decodes with at most a warning although the file is damaged: a PNG
+    whose chunks fail their checksums or that lacks its end chunk (its image data may be
+    whole or not), a GIF cut before its trailer, a TIFF whose directory (the file's own
+    structure, not metadata) ends early, float pixels that are not numbers."""
+    cut = [r for r in remarks if "Truncated" in r or "Expecting to read" in r]
+    if image.format == "TIFF" and cut:
+        raise ImageError(f"{label} is truncated or damaged: {_first_line(cut[0])}")
+    if image.format == "PNG":
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as again:
+            again.verify()  # every chunk's CRC, up to IEND
+        if _PNG_END not in _tail(source, 64 * 1024):
+            raise ImageError(f"{label} is truncated or damaged: its PNG end chunk is missing")
+    elif image.format == "GIF" and not _tail(source, 16).rstrip(b"\0").endswith(b";"):
+        raise ImageError(f"{label} is truncated or damaged: its GIF trailer is missing")
+    if image.mode == "F" and not np.isfinite(np.asarray(image)).all():
+        raise ImageError(f"{label} is damaged: it holds pixel values that are not numbers")
+
+
+def _tail(source: str | Path | bytes, count: int) -> bytes:
+    if isinstance(source, bytes):
+        return source[-count:]
+    with open(source, "rb") as f:
+        f.seek(max(0, os.fstat(f.fileno()).st_size - count))
+        return f.read()
+
+
+def _size(source: str | Path | bytes) -> int | None:
+    try:
+        return len(source) if isinstance(source, bytes) else os.path.getsize(source)
+    except OSError:
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced(active: bool = True):
+    """libtiff prints its complaints straight to file descriptor 2, as lines of its own beside
+    the one error line; while it decodes, that descriptor points at the null device."""
+    saved = None
+    if active:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def to_grey(image: Image.Image) -> np.ndarray:

@@ -40,7 +40,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     if spec.default_recipe not in spec.recipes:
         raise ValueError(f"model {spec.name!r}: default recipe {spec.default_recipe!r} missing")
     for name, recipe in spec.recipes.items():
-        problems = recipe.problems(spec.losses)
+        problems = recipe.setting_problems(spec.losses)
         if problems:
             raise ValueError(f"model {spec.name!r} recipe {name!r}: {'; '.join(problems)}")
     _REGISTRY[spec.name] = spec

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import signal
 import threading
 import time
@@ -365,6 +366,10 @@ class StepReader:
         t.train_seconds += now - self.mark
         self.mark = now
         for (it, ep, _, _, n), (loss, correct) in zip(self.pending, values, strict=True):
+            if not math.isfinite(loss):
+                raise SnnError(
+                    f"training diverged at iteration {it} (loss {loss}); try a lower --lr"
+                )
             t.losses.append((it, loss))
             self.emit({"kind": "step", "iteration": it, "epoch": ep, "loss": loss,
                        "batch_accuracy": correct / n, "images": n,

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -180,9 +181,10 @@ def evaluation_tables(report) -> list[Table]:
     trained = ckpt.get("metrics", {})
     summary.add_row("checkpoint", which_checkpoint(trained))
     if "test_accuracy" in trained:  # what training reported, so a precision gap is visible
+        images = f"{trained['test_images']:,} images, " if "test_images" in trained else ""
         summary.add_row(
             "as trained",
-            f"{100 * trained['test_accuracy']:.2f}% ({trained['test_images']:,} images, "
+            f"{100 * trained['test_accuracy']:.2f}% ({images}"
             f"{trained.get('precision', 'fp32')})",  # recorded since --precision existed
         )
     if result.mean_output_spikes is not None:
@@ -238,7 +240,7 @@ def _bar(fraction: float, width: int = 20) -> str:
 def prediction_table(result, output_is_spikes: bool) -> Table:
     """Spikes (or mean output) per class with bars; the runner-up named when it is close."""
     label, share = ("spikes", "share") if output_is_spikes else ("mean output", "probability")
-    name = Path(result.path).name or result.path
+    name = escape(Path(result.path).name or result.path)
     title = f"{name} → [bold green]{result.prediction}[/] ({100 * result.confidence:.0f}%"
     if result.confidence - result.runner_up_confidence < 0.2:
         title += f", runner-up {result.runner_up} at {100 * result.runner_up_confidence:.0f}%"
@@ -254,18 +256,30 @@ def prediction_table(result, output_is_spikes: bool) -> Table:
     return table
 
 
-def summary_table(results) -> Table:
-    table = Table(title="Summary")
+def summary_row(item) -> tuple[str, str, str, str]:
+    """What the summary table keeps of one input (a Prediction or a Failure): four short
+    strings, so that a summary of thousands of images holds none of their arrays."""
+    path = escape(item.path)
+    if getattr(item, "error", None) is not None:
+        return path, "[red]failed[/]", "-", "-"
+    runner_up = f"{item.runner_up} ({100 * item.runner_up_confidence:.0f}%)"
+    return (
+        path,
+        str(item.prediction),
+        f"{100 * item.confidence:.0f}%",
+        runner_up if item.runner_up_confidence > 0 else "-",
+    )
+
+
+def summary_table(rows: list[tuple[str, str, str, str]], failed: int = 0) -> Table:
+    """One row per input in order (`summary_row`); the caption counts the predicted and the
+    `failed`."""
+    caption = f"{len(rows) - failed} predicted" + (f", {failed} failed" if failed else "")
+    table = Table(title="Summary", caption=caption)
     for column in ("image", "prediction", "confidence", "runner-up"):
         table.add_column(column)
-    for r in results:
-        runner_up = f"{r.runner_up} ({100 * r.runner_up_confidence:.0f}%)"
-        table.add_row(
-            r.path,
-            str(r.prediction),
-            f"{100 * r.confidence:.0f}%",
-            runner_up if r.runner_up_confidence > 0 else "-",
-        )
+    for row in rows:
+        table.add_row(*row)
     return table
 
 

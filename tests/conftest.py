@@ -122,3 +122,39 @@ def run_both_backends():
         return results
 
     return run
+
+
+# Checks shared by the fault matrix (test_faults*.py).
+
+
+def assert_failed(result, *messages: str, code: int = 1) -> None:
+    """Exit `code`; stderr is exactly one `error:` line per message, each holding its message,
+    in order; no traceback."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(messages), result.stderr
+    for line, message in zip(lines, messages, strict=True):
+        assert line.startswith("error: ") and message in line, (line, message)
+    assert "Traceback" not in result.output
+
+
+def assert_ok(result) -> None:
+    assert result.exception is None, repr(result.exception)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "", result.stderr
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Temp files a write left behind."""
+    return sorted(p for p in Path(folder).rglob("*") if p.name.endswith(".tmp"))
+
+
+def paper(digit: int, size: tuple[int, int] = (120, 120), scale: int = 100) -> Image.Image:
+    """A digit glyph in dark ink on light paper."""
+    ink = Image.fromarray(255 - glyph(digit, np.random.default_rng(digit))).resize((scale, scale))
+    canvas = Image.new("L", size, 255)
+    canvas.paste(ink, ((size[0] - scale) // 2, (size[1] - scale) // 2))
+    return canvas

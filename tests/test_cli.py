@@ -237,7 +237,7 @@ def test_non_positive_numbers(in_tmp, tiny_mnist):
     assert run("evaluate", "--limit", "0").exit_code == 2
     assert_user_error(
         run("train", "--lr", "-1", "--data-dir", tiny_mnist),
-        "model 'csnn': lr: -1.0 is out of range: must be positive", code=2,
+        "model 'csnn': lr -1.0 must be above 0", code=2,
     )
 
 
@@ -426,7 +426,7 @@ def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, 
     assert torch.load(out, weights_only=True)["recipe"]["ema"] == 0.9
     assert_user_error(
         run(*args, "--out", tmp_path / "bad.pt", "--ema", "1.5"),
-        "ema: 1.5 is out of range: must be in [0, 1)", code=2,
+        "ema 1.5 must be in [0, 1)", code=2,
     )
     assert not (tmp_path / "bad.pt").exists()
 
@@ -441,7 +441,7 @@ def test_train_surrogate_option_reaches_the_model_and_refuses_non_positive(tiny_
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["recipe"]["surrogate"] == 2.5 and ckpt["config"]["gamma"] == 2.5
     bad = run(*args, "--out", tmp_path / "bad.pt", "--surrogate", "0")
-    assert_user_error(bad, "surrogate: 0.0 is out of range: must be positive", code=2)
+    assert_user_error(bad, "surrogate 0.0 must be above 0", code=2)
     assert not (tmp_path / "bad.pt").exists()
     assert run(*args, "--eval-epochs", "0").exit_code == 2
 
@@ -515,7 +515,7 @@ def test_norm_and_loss_override_the_recipe(tiny_mnist, tmp_path):
     assert ckpt["config"]["norm"] == "none" and not any("norm" in k for k in ckpt["state_dict"])
     assert_user_error(
         run(*args, "-m", "mlp", "--loss", "count"),
-        "model 'mlp': loss: unknown loss 'count'; choose one of: mean", code=2,
+        "model 'mlp': loss 'count' must be one of: mean", code=2,
     )
     result = run(*args, "-m", "mlp", "--norm", "group")
     assert result.exit_code == 2 and "group" in result.output

@@ -25,7 +25,7 @@ def test_every_model_has_complete_metadata(name):
     assert config.steps > 0 and config.num_classes == 10
     assert spec.default_recipe in spec.recipes and "seed" in spec.recipes
     for recipe in spec.recipes.values():
-        assert isinstance(recipe, Recipe) and recipe.problems(spec.losses) == []
+        assert isinstance(recipe, Recipe) and recipe.setting_problems(spec.losses) == []
     # A recipe's surrogate sets a field of the model's config.
     assert spec.build.surrogate_field in {f.name for f in dataclasses.fields(spec.config_cls)}
     mean, std = spec.normalisation
@@ -187,7 +187,7 @@ def test_a_recipe_with_an_unknown_setting_is_refused_at_registration():
 
     recipe = dataclasses.replace(get_model_spec("mlp").recipes["seed"], augment="extreme")
     spec = ModelSpec("bad", "x", dict, lambda c: None, recipes={"seed": recipe})
-    message = "recipe 'seed': augment: unknown augment 'extreme'; choose one of: none, light, full"
+    message = "recipe 'seed': augment 'extreme' must be one of: none, light, full"
     with pytest.raises(ValueError, match=message):
         register_model(spec)
     assert "bad" not in list_models()
@@ -227,7 +227,7 @@ def test_a_recipe_with_a_loss_its_model_lacks_is_refused():
     spec = get_model_spec("mlp")
     recipe = dataclasses.replace(spec.recipes["seed"], loss="count")
     bad = ModelSpec("bad-loss", "x", spec.config_cls, spec.build, recipes={"seed": recipe})
-    message = "recipe 'seed': loss: unknown loss 'count'; choose one of: mean"
+    message = "recipe 'seed': loss 'count' must be one of: mean"
     with pytest.raises(ValueError, match=message):
         register_model(bad)
     assert "bad-loss" not in list_models()

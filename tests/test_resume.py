@@ -2,6 +2,7 @@
 to continue; a resume that would change the run is refused."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -156,3 +157,13 @@ def test_plain_progress_lines_in_a_log(tiny_mnist, tmp_path):
                                   for line in progress_lines)
     assert sum("validation" in line and "test accuracy" in line for line in lines) == 4
     assert len(progress_lines) < 6 + 4  # not one per iteration
+
+
+def test_a_diverging_run_stops_in_one_line_and_leaves_no_files(tiny_mnist, tmp_path, monkeypatch):
+    from snncli.models.mlp import MLP
+
+    real_loss = MLP.loss
+    monkeypatch.setattr(MLP, "loss", lambda self, *a, **k: real_loss(self, *a, **k) * math.nan)
+    with pytest.raises(SnnError, match="training diverged at iteration 1 .loss nan.; try a lower"):
+        train(options(tiny_mnist, tmp_path / "m.pt", "mlp"))
+    assert list(tmp_path.iterdir()) == []

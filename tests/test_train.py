@@ -39,7 +39,7 @@ def test_average_follows_weights_and_batch_norm_statistics():
 @pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5])
 def test_decays_outside_zero_to_one_are_refused(decay):
     recipe = get_model_spec("mlp").recipes["seed"].with_overrides({"ema": decay})
-    assert recipe.problems() == [f"ema: {decay!r} is out of range: must be in [0, 1)"]
+    assert recipe.setting_problems() == [f"ema {decay!r} must be in [0, 1)"]
 
 
 def test_a_narrower_surrogate_changes_training_but_not_the_forward_pass(tiny_mnist, tmp_path):
@@ -65,7 +65,7 @@ def test_a_narrower_surrogate_changes_training_but_not_the_forward_pass(tiny_mni
     assert (narrow["config"]["slope"], wide["config"]["slope"]) == (25.0, 5.0)
     assert wide["recipe"]["surrogate"] == 5.0
     assert not torch.equal(narrow["state_dict"]["conv1.weight"], wide["state_dict"]["conv1.weight"])
-    with pytest.raises(RecipeError, match="surrogate: -1.0 is out of range: must be positive"):
+    with pytest.raises(RecipeError, match="surrogate -1.0 must be above 0"):
         get_model_spec("csnn").recipes["best"].with_overrides({"surrogate": -1.0}).check()
 
 

@@ -7,6 +7,13 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def learned_decay_problems(values: dict, decay: str) -> list[str]:
+    """A learned decay is kept in (0, 1) by a sigmoid, so it cannot start at 1."""
+    if values["learn_decay"] and values[decay] >= 1:
+        return [f"{decay} {values[decay]!r} must be below 1 when learn_decay is true"]
+    return []
+
+
 class _Stop(Exception):
     """Raised by a forward hook to end a forward pass early."""
 

@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..checks import MAX_STEPS, MAX_WIDTH, Checked, choice, flag, number, whole
 from ..neurons import LeakySubtract
 from ..recipes import Recipe
 from ..registry import ModelSpec, register_model
-from .base import SpikingNet
+from .base import SpikingNet, learned_decay_problems
 
 
 @dataclass
-class CSNNConfig:
-    steps: int = 100
-    beta: float = 0.5
-    threshold: float = 1.0
-    slope: float = 25.0  # fast-sigmoid surrogate slope
-    conv1_channels: int = 32
-    conv2_channels: int = 64
-    hidden: int = 512
-    num_classes: int = 10
-    norm: str = "none"  # or "batch": batch norm after conv1, conv2 and fc1 (see CSNN)
-    learn_decay: bool = False  # learn each LIF layer's beta, starting from `beta`
+class CSNNConfig(Checked):
+    steps: int = whole(1, MAX_STEPS, 100)
+    beta: float = number(0, 1, 0.5, low_open=True)  # membrane decay per step
+    threshold: float = number(0, math.inf, 1.0, low_open=True)
+    slope: float = number(0, math.inf, 25.0, low_open=True)  # fast-sigmoid surrogate slope
+    conv1_channels: int = whole(1, MAX_WIDTH, 32)
+    conv2_channels: int = whole(1, MAX_WIDTH, 64)
+    hidden: int = whole(1, MAX_WIDTH, 512)
+    num_classes: int = whole(10, 10, 10)  # the ten digits
+    # "batch": batch norm after conv1, conv2 and fc1 (see CSNN)
+    norm: str = choice("none", "batch", default="none")
+    learn_decay: bool = flag(False)  # learn each LIF layer's beta, starting from `beta`
+
+    @classmethod
+    def combined_problems(cls, values: dict) -> list[str]:
+        return learned_decay_problems(values, "beta")
 
 
 class CSNN(SpikingNet):

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..checks import MAX_STEPS, MAX_WIDTH, Checked, choice, flag, number, whole
 from ..neurons import LeakyHardReset, TriangleSpike
 from ..recipes import Recipe
 from ..registry import ModelSpec, register_model
-from .base import SpikingNet
+from .base import SpikingNet, learned_decay_problems
 
 
 @dataclass
-class MLPConfig:
-    steps: int = 6
-    tau: float = 0.5
-    threshold: float = 1.0
-    gamma: float = 1.0  # triangle surrogate width
-    hidden: int = 512
-    num_classes: int = 10
-    norm: str = "none"  # or "batch": batch norm after fc1 and fc2 (folds away at inference)
-    learn_decay: bool = False  # learn each LIF layer's tau, starting from `tau`
+class MLPConfig(Checked):
+    steps: int = whole(1, MAX_STEPS, 6)
+    tau: float = number(0, 1, 0.5, low_open=True)  # membrane decay per step
+    threshold: float = number(0, math.inf, 1.0, low_open=True)
+    gamma: float = number(0, math.inf, 1.0, low_open=True)  # triangle surrogate width
+    hidden: int = whole(1, MAX_WIDTH, 512)
+    num_classes: int = whole(10, 10, 10)  # the ten digits
+    # "batch": batch norm after fc1 and fc2 (folds away at inference)
+    norm: str = choice("none", "batch", default="none")
+    learn_decay: bool = flag(False)  # learn each LIF layer's tau, starting from `tau`
+
+    @classmethod
+    def combined_problems(cls, values: dict) -> list[str]:
+        return learned_decay_problems(values, "tau")
 
 
 class MLP(SpikingNet):
