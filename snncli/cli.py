@@ -115,6 +115,14 @@ def positive(value: float | None) -> float | None:
 
 
 # Options shared by several commands, declared once.
+CheckpointOption = typer.Option(
+    None, "--checkpoint", "-c",
+    help="Default: the newest in checkpoints/, else the bundled weights.",
+)
+ModelOption = typer.Option(
+    None, "--model", "-m", help="Without --checkpoint: the newest checkpoint of this model in "
+    "checkpoints/, else its bundled weights (default: csnn).",
+)
 DataDirOption = typer.Option(
     None,
     "--data-dir",
@@ -290,7 +298,10 @@ def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
 
 @app.command("evaluate")
 def evaluate_command(
-    checkpoint: Path = typer.Argument(None, help="Default: the newest checkpoint in checkpoints/."),
+    checkpoint: Path = typer.Argument(
+        None, help="Default: the newest checkpoint in checkpoints/, else the bundled weights."
+    ),
+    model: str = ModelOption,
     data_dir: Path = DataDirOption,
     device: Device = DeviceOption,
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
@@ -313,8 +324,13 @@ def evaluate_command(
 
     if plot:
         check_writable(plot, "plot")  # before the work, not after it
+    from .pretrained import choose_checkpoint
+
+    chosen, why = choose_checkpoint(checkpoint, model)
+    if checkpoint is None:
+        (err if as_json else out).print(f"[dim]{escape(why)}[/]", highlight=False)
     report = evaluate_checkpoint(
-        checkpoint, data_dir=data_dir, device=device, batch_size=batch_size, limit=limit,
+        chosen, data_dir=data_dir, device=device, batch_size=batch_size, limit=limit,
         steps=steps, backend=backend, precision=precision,
         sweep=parse_steps_list(sweep) if sweep else (),
     )
@@ -337,53 +353,102 @@ def evaluate_command(
 @app.command("predict")
 def predict_command(
     images: list[str] = typer.Argument(
-        ..., help="Image files, folders or glob patterns; '-' reads one image from stdin."
+        None, help="Image files, folders or glob patterns; '-' reads one image from stdin."
     ),
-    checkpoint: Path = typer.Option(
-        None, "--checkpoint", "-c", help="Default: newest in checkpoints/."
+    checkpoint: Path = CheckpointOption,
+    model: str = ModelOption,
+    sample: int = typer.Option(
+        None, "--sample", min=1, help="Classify N random MNIST test images (found as for "
+        "training: --data-dir, SNN_DATA_DIR or the download cache), each beside its true digit.",
     ),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Which --sample images."),
+    data_dir: Path = DataDirOption,
     device: Device = DeviceOption,
     steps: int = typer.Option(
         None, "--steps", min=1, max=MAX_STEPS, help="Time steps (default: as trained)."
     ),
     show: bool = typer.Option(False, "--show", help="Draw the 28x28 input the network saw."),
     raster: Path = typer.Option(None, "--raster", help="Save the output spike raster as PNG."),
+    figure: Path = typer.Option(
+        None, "--figure", help="Save a PNG with, per image: the image, the 28x28 input, the "
+        "output per class and the output over time.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of tables."),
 ) -> None:
-    """Classify your own digit images and show the output spikes per class.
+    """Classify your own digit images (or MNIST test images with --sample) and show the output
+    spikes per class.
 
     Every input that cannot be read (or holds no digit) is one error line; the others are
     still classified. Exit code 0 when every input was classified, 1 when any failed."""
     import sys
 
-    from .checkpoint import default_checkpoint, load_checkpoint
+    from .figures import MAX_ROWS
     from .files import check_writable
-    from .predict import RASTER_IMAGES, predict_files
+    from .predict import RASTER_IMAGES, predict_files, predict_samples
     from .runtime import resolve_device
     from .ui import summary_table
 
-    ckpt = load_checkpoint(checkpoint or default_checkpoint())
-    if raster:
-        check_writable(raster, "spike raster")  # before the work, not after it
-    stdin = sys.stdin.buffer.read() if "-" in images else None
-    model, results = predict_files(ckpt, images, resolve_device(device), steps, stdin)
-    spikes = model.output_is_spikes
-    report = _PredictionReport(spikes, as_json, show, RASTER_IMAGES if raster else 0)
+    if (sample is None) == (not images):
+        raise typer.BadParameter("give image files, folders or patterns, or --sample N (not both)")
+    ckpt = _chosen_checkpoint(checkpoint, model, as_json)
+    for target, what in ((raster, "spike raster"), (figure, "figure")):
+        if target:
+            check_writable(target, what)  # before the work, not after it
+    dev = resolve_device(device)
+    if sample:
+        net, results = predict_samples(ckpt, sample, seed, dev, steps, data_dir)
+    else:
+        stdin = sys.stdin.buffer.read() if "-" in images else None
+        net, results = predict_files(ckpt, images, dev, steps, stdin)
+    spikes = net.output_is_spikes
+    keep = max(RASTER_IMAGES if raster else 0, MAX_ROWS if figure else 0)
+    report = _PredictionReport(spikes, as_json, show, keep)
     report.print_all(results)
     if not as_json and len(report.rows) > 1:
-        out.print(summary_table(report.rows, report.failed))
+        out.print(summary_table(report.rows, report.failed, report.right))
     if raster and report.kept:
-        from .plots import plot_raster
-
-        plot_raster(report.kept, raster, spikes)
-        if not as_json:
-            shown = len(report.kept)
-            first = f" of the first {shown} of {report.predicted} images" if (
-                shown < report.predicted
-            ) else ""
-            out.print(f"spike raster{first} written to {raster}", highlight=False)
+        _write_raster(report, raster, spikes, as_json)
+    if figure and report.kept:
+        _write_figure(report, figure, spikes, as_json, originals=not sample)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _chosen_checkpoint(path: Path | None, model: str | None, quiet_stdout: bool) -> dict:
+    """The checkpoint given, else the newest in checkpoints/, else the bundled weights; which
+    one, in one line (on stderr when stdout carries JSON)."""
+    from .checkpoint import load_checkpoint
+    from .pretrained import choose_checkpoint
+
+    chosen, why = choose_checkpoint(path, model)
+    if path is None:
+        (err if quiet_stdout else out).print(f"[dim]{escape(why)}[/]", highlight=False)
+    return load_checkpoint(chosen)
+
+
+def _write_raster(report, raster: Path, spikes: bool, as_json: bool) -> None:
+    from .plots import plot_raster
+    from .predict import RASTER_IMAGES
+
+    plot_raster(report.kept[:RASTER_IMAGES], raster, spikes)
+    if not as_json:
+        shown = min(len(report.kept), RASTER_IMAGES)
+        first = f" of the first {shown} of {report.predicted} images" if (
+            shown < report.predicted
+        ) else ""
+        out.print(f"spike raster{first} written to {raster}", highlight=False)
+
+
+def _write_figure(report, figure: Path, spikes: bool, as_json: bool, originals: bool) -> None:
+    from .figures import MAX_ROWS, picture_of, plot_predictions
+
+    shown = report.kept[:MAX_ROWS]
+    given = [picture_of(p.path) for p in shown] if originals else None
+    labels = [p.label for p in shown]
+    plot_predictions(shown, figure, spikes, given, labels)
+    if not as_json:
+        first = f" of the first {len(shown)} images" if len(shown) < report.predicted else ""
+        out.print(f"figure{first} written to {figure}", highlight=False)
 
 
 class _PredictionReport:
@@ -396,6 +461,7 @@ class _PredictionReport:
         self.rows: list[tuple[str, str, str, str]] = []
         self.kept: list = []
         self.failed = self.predicted = 0
+        self.right: int | None = None  # of the predictions whose true digit is known
 
     def print_all(self, results) -> None:
         import sys
@@ -426,6 +492,8 @@ class _PredictionReport:
             print_error(item.error)
             return
         self.predicted += 1
+        if item.label is not None:
+            self.right = (self.right or 0) + (item.label == item.prediction)
         if len(self.kept) < self.keep:
             self.kept.append(item)
         if not self.as_json:

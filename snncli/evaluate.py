@@ -175,12 +175,14 @@ def evaluate_checkpoint(
     precision: str = "auto",
     sweep: list[int] | tuple[int, ...] = (),
 ) -> CheckpointReport:
-    """Score a checkpoint (default: the newest in checkpoints/) on MNIST's test split."""
-    from .checkpoint import default_checkpoint, load_checkpoint, model_from_checkpoint
+    """Score a checkpoint (default: the newest in checkpoints/, else the bundled csnn) on
+    MNIST's test split."""
+    from .checkpoint import load_checkpoint, model_from_checkpoint
     from .data import load_split
+    from .pretrained import choose_checkpoint
     from .runtime import resolve_device, tune_for_device
 
-    path = Path(path) if path else default_checkpoint()
+    path = choose_checkpoint(path)[0]
     ckpt = load_checkpoint(path)
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt, dev)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import _pyplot, _save
+from .plots import _pyplot, _quiet, _save
 
 ROW_INCHES, WIDTH_INCHES, DPI = 2.4, 12.0, 100
 MAX_ROWS = 64  # a figure of more images is unreadable: the first ones are drawn
@@ -18,6 +18,7 @@ def figure_size(images: int) -> tuple[int, int]:
     return round(WIDTH_INCHES * DPI), round((0.5 + ROW_INCHES * rows) * DPI)
 
 
+@_quiet
 def plot_predictions(predictions, path: Path, spikes: bool, originals=None, labels=None) -> Path:
     """Per image, one row: the image as given, the 28x28 input the network saw, the spike count
     (or mean output) per class with the prediction highlighted, and the output layer over time.
@@ -33,7 +34,7 @@ def plot_predictions(predictions, path: Path, spikes: bool, originals=None, labe
         _draw_row(axes[row], p, original, label, spikes)
     fig.suptitle("output spikes per class" if spikes else "mean output per class", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (height / DPI)))
-    return _save(fig, path)  # at 100 dpi, the size figure_size gives
+    return _save(fig, path, "figure")  # at 100 dpi: the size figure_size gives
 
 
 def _draw_row(axes, p, original, label, spikes: bool) -> None:
@@ -68,6 +69,20 @@ def _draw_row(axes, p, original, label, spikes: bool) -> None:
     raster.set_title("output layer over time", fontsize=8)
     for ax in (bars, raster):
         ax.tick_params(labelsize=7)
+
+
+def picture_of(path: str, size: int = 256):
+    """The image at `path` as given (oriented, RGB, at most `size` pixels a side), for the
+    figure; None where it cannot be read again (stdin, or gone)."""
+    from .errors import ImageError
+    from .preprocess import open_image
+
+    try:
+        image = open_image(path).convert("RGB")
+    except ImageError:
+        return None
+    image.thumbnail((size, size))
+    return np.asarray(image)
 
 
 def _short(name: str, limit: int = 28) -> str:

@@ -32,14 +32,19 @@ class Prediction:
     runner_up_confidence: float
     image: np.ndarray  # the 28x28 uint8 input the network saw
     raster: np.ndarray  # [T, C] output layer over time (spikes, or outputs for the mlp)
+    label: int | None = None  # the true digit, when known (MNIST samples)
 
     def to_dict(self, output_is_spikes: bool) -> dict:
+        known = {} if self.label is None else {
+            "label": self.label, "correct": self.label == self.prediction
+        }
         return {
             "path": self.path,
             "prediction": self.prediction,
             "confidence": round(self.confidence, 6),
             "spike_counts": [int(s) for s in self.scores] if output_is_spikes else None,
             "scores": [round(float(s), 6) for s in self.scores],
+            **known,
         }
 
 
@@ -156,6 +161,28 @@ def _predict_batches(classify: Classifier, items: list[str | Failure], stdin: by
                 continue
             yield _prediction(item, digit, scores[index], conf[index], record[:, index])
             index += 1
+
+
+def predict_samples(ckpt: dict, count: int, seed: int, device: torch.device, steps=None,
+                    data_dir=None):
+    """-> (model, iterator of Prediction): `count` random MNIST test images, drawn by `seed`,
+    each with its true label; named `mnist-test-<index>`."""
+    from .data import sample_test_images
+
+    indices, images, labels = sample_test_images(count, seed, data_dir)
+    classify = Classifier(ckpt, device, steps, min(BATCH, count))
+
+    def predictions():
+        for start in range(0, count, BATCH):
+            digits = [img.numpy() for img in images[start : start + BATCH]]
+            scores, conf, record = classify(digits)
+            for i, digit in enumerate(digits):
+                found = _prediction(f"mnist-test-{indices[start + i]}", digit, scores[i],
+                                    conf[i], record[:, i])
+                found.label = int(labels[start + i])
+                yield found
+
+    return classify.model, predictions()
 
 
 def _prediction(path: str, digit: np.ndarray, scores, conf, record) -> Prediction:

@@ -244,7 +244,11 @@ def prediction_table(result, output_is_spikes: bool) -> Table:
     title = f"{name} → [bold green]{result.prediction}[/] ({100 * result.confidence:.0f}%"
     if result.confidence - result.runner_up_confidence < 0.2:
         title += f", runner-up {result.runner_up} at {100 * result.runner_up_confidence:.0f}%"
-    table = Table(title=title + ")")
+    title += ")"
+    if result.label is not None:
+        right = result.label == result.prediction
+        title += f", true {result.label}: " + ("[green]right[/]" if right else "[red]wrong[/]")
+    table = Table(title=title)
     table.add_column("digit", justify="right")
     table.add_column(label, justify="right")
     table.add_column(share, justify="right")
@@ -263,18 +267,25 @@ def summary_row(item) -> tuple[str, str, str, str]:
     if getattr(item, "error", None) is not None:
         return path, "[red]failed[/]", "-", "-"
     runner_up = f"{item.runner_up} ({100 * item.runner_up_confidence:.0f}%)"
+    verdict = "" if item.label is None else (
+        " [green]right[/]" if item.label == item.prediction else f" [red]wrong, {item.label}[/]"
+    )
     return (
         path,
-        str(item.prediction),
+        f"{item.prediction}{verdict}",
         f"{100 * item.confidence:.0f}%",
         runner_up if item.runner_up_confidence > 0 else "-",
     )
 
 
-def summary_table(rows: list[tuple[str, str, str, str]], failed: int = 0) -> Table:
+def summary_table(rows: list[tuple[str, str, str, str]], failed: int = 0,
+                  right: int | None = None) -> Table:
     """One row per input in order (`summary_row`); the caption counts the predicted and the
-    `failed`."""
-    caption = f"{len(rows) - failed} predicted" + (f", {failed} failed" if failed else "")
+    `failed`, and the accuracy when the true digits are known (`right` of them)."""
+    predicted = len(rows) - failed
+    caption = f"{predicted} predicted" + (f", {failed} failed" if failed else "")
+    if right is not None and predicted:
+        caption += f"; {right} right: accuracy {100 * right / predicted:.1f}%"
     table = Table(title="Summary", caption=caption)
     for column in ("image", "prediction", "confidence", "runner-up"):
         table.add_column(column)

@@ -1,0 +1,101 @@
+"""predict --sample and --figure, and the weights predict/evaluate use when given none."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from snncli import pretrained
+from snncli.cli import app
+from snncli.figures import figure_size
+
+from conftest import glyph
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_sample_predicts_random_test_images_beside_their_true_digits(mlp_checkpoint, tiny_mnist):
+    args = ["predict", "--sample", 12, "--seed", 3, "--data-dir", tiny_mnist, "-c", mlp_checkpoint]
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert len(found) == 12 and len({f["path"] for f in found}) == 12
+    assert all(f["path"].startswith("mnist-test-") and 0 <= f["label"] <= 9 for f in found)
+    assert all(f["correct"] == (f["label"] == f["prediction"]) for f in found)
+    assert json.loads(run(*args, "--json").stdout) == found  # the seed fixes the draw
+    other = json.loads(run(*args[:4], 4, *args[5:], "--json").stdout)
+    assert [f["path"] for f in other] != [f["path"] for f in found]
+    right = sum(f["correct"] for f in found)
+    table = " ".join(run(*args).output.split())
+    assert f"12 predicted; {right} right: accuracy {100 * right / 12:.1f}%" in table
+    assert "true " in table and ("right" in table or "wrong" in table)
+
+
+def test_sample_needs_data_and_excludes_image_files(mlp_checkpoint, tmp_path, in_tmp):
+    result = run("predict", "--sample", 3, "-c", mlp_checkpoint, "--data-dir", tmp_path)
+    assert result.exit_code == 1 and "MNIST files not found" in result.stderr
+    assert run("predict", "x.png", "--sample", 3, "-c", mlp_checkpoint).exit_code == 2
+    assert run("predict", "-c", mlp_checkpoint).exit_code == 2  # nothing to classify
+    bad = run("predict", "--sample", 10**6, "-c", mlp_checkpoint, "--data-dir", tmp_path.parent)
+    assert bad.exit_code == 1
+
+
+def test_figure_is_one_png_row_per_image(mlp_checkpoint, tiny_mnist, tmp_path):
+    paths = []
+    for digit in (3, 8):
+        path = tmp_path / f"{digit}.png"
+        Image.fromarray(255 - glyph(digit, np.random.default_rng(digit))).resize((90, 90)).save(
+            path
+        )
+        paths.append(path)
+    figure = tmp_path / "out" / "figure.png"
+    result = run("predict", *paths, "-c", mlp_checkpoint, "--figure", figure)
+    assert result.exit_code == 0, result.output
+    assert f"written to {figure}" in " ".join(result.output.split())
+    with Image.open(figure) as image:
+        assert image.format == "PNG" and image.size == figure_size(2) == (1200, 530)
+    sampled = tmp_path / "sampled.png"
+    result = run("predict", "--sample", 5, "--data-dir", tiny_mnist, "-c", mlp_checkpoint,
+                 "--figure", sampled, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)
+    with Image.open(sampled) as image:
+        assert image.size == figure_size(5)
+    folder = tmp_path / "a_folder.png"
+    folder.mkdir()
+    refused = run("predict", *paths, "-c", mlp_checkpoint, "--figure", folder)
+    assert refused.exit_code == 1 and "folder" in refused.stderr
+
+
+@pytest.fixture()
+def bundled(mlp_checkpoint, tmp_path, monkeypatch):
+    """A bundled-weights folder holding a compacted mlp."""
+    from snncli.checkpoint import load_checkpoint, save_checkpoint
+
+    monkeypatch.setattr(pretrained, "BUNDLED_DIR", tmp_path / "bundled")
+    ckpt = pretrained.compact(load_checkpoint(mlp_checkpoint), "mlp.pt")
+    save_checkpoint(ckpt, tmp_path / "bundled" / "mlp.pt")
+    return tmp_path / "bundled"
+
+
+def test_without_a_checkpoint_the_bundled_weights_are_used_and_named(bundled, tiny_mnist, in_tmp):
+    image = in_tmp / "seven.png"
+    Image.fromarray(glyph(7, np.random.default_rng(0))).save(image)
+    result = run("predict", image, "--model", "mlp")
+    assert result.exit_code == 0, result.output
+    assert "using the bundled mlp weights" in result.output
+    result = run("evaluate", "--model", "mlp", "--data-dir", tiny_mnist, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["accuracy"] > 0.9
+    assert "using the bundled mlp weights" in result.stderr  # stdout is the JSON
+    missing = run("predict", image)  # the default model, csnn, is not bundled here
+    assert missing.exit_code == 1 and "no bundled csnn weights" in missing.stderr
+    (in_tmp / "checkpoints").mkdir()
+    shutil.copy(bundled / "mlp.pt", in_tmp / "checkpoints" / "mine.pt")
+    result = run("predict", image)
+    assert result.exit_code == 0 and "checkpoints/mine.pt, the newest" in result.output
