@@ -204,6 +204,27 @@ def models_command() -> None:
     out.print(table)
     for recipes in recipe_tables:
         out.print(recipes)
+    out.print(_bundled_table())
+
+
+def _bundled_table():
+    """The weights that ship with snncli (used when no checkpoint is given) and their figures."""
+    from .checkpoint import load_checkpoint
+    from .pretrained import bundled_models, bundled_path
+
+    names = bundled_models()
+    if not names:
+        return "[dim]no bundled weights in this install: train a model with 'snn train'[/]"
+    table = Table(title="Bundled weights (used when no checkpoint is given)")
+    for column in ("model", "recipe", "MNIST test accuracy", "file"):
+        table.add_column(column)
+    for name in names:
+        ckpt = load_checkpoint(bundled_path(name))
+        accuracy = ckpt.get("metrics", {}).get("test_accuracy")
+        shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "-"
+        table.add_row(name, str(ckpt.get("recipe", {}).get("recipe", "-")), shown,
+                      str(bundled_path(name)))
+    return table
 
 
 def _setting(key: str, value) -> str:

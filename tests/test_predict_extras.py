@@ -99,3 +99,11 @@ def test_without_a_checkpoint_the_bundled_weights_are_used_and_named(bundled, ti
     shutil.copy(bundled / "mlp.pt", in_tmp / "checkpoints" / "mine.pt")
     result = run("predict", image)
     assert result.exit_code == 0 and "checkpoints/mine.pt, the newest" in result.output
+
+
+def test_models_shows_the_bundled_weights_and_their_figures(bundled):
+    from snncli.checkpoint import load_checkpoint
+
+    accuracy = load_checkpoint(bundled / "mlp.pt")["metrics"]["test_accuracy"]
+    text = " ".join(run("models").output.split())
+    assert "Bundled weights" in text and f"mlp │ seed │ {100 * accuracy:.2f}%" in text
