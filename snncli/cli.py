@@ -108,10 +108,10 @@ class Precision(str, Enum):
 
 
 PrecisionOption = typer.Option(
-    Precision.fp32,
+    Precision.auto,
     "--precision",
-    help="fp32, bf16 (conv/linear layers in bf16, membranes in fp32) or auto (bf16 where the "
-    "device has native bf16).",
+    help="auto (bf16 where the device has native bf16 arithmetic, else fp32), fp32, or bf16 "
+    "(conv/linear layers in bf16, membranes in fp32).",
 )
 
 
@@ -337,6 +337,7 @@ def predict_command(
     show: bool = typer.Option(False, "--show", help="Draw the 28x28 input the network saw."),
     raster: Path = typer.Option(None, "--raster", help="Save the output spike raster as PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of tables."),
+    precision: Precision = PrecisionOption,
 ) -> None:
     """Classify your own digit images and show the output spikes per class."""
     import sys
@@ -348,7 +349,8 @@ def predict_command(
 
     ckpt = load_checkpoint(checkpoint or default_checkpoint())
     stdin = sys.stdin.buffer.read() if "-" in images else None
-    model, results = predict_files(ckpt, images, resolve_device(device.value), steps, stdin)
+    dev = resolve_device(device.value)
+    model, results = predict_files(ckpt, images, dev, steps, stdin, precision.value)
     if raster:
         from .plots import plot_raster
 
@@ -356,6 +358,12 @@ def predict_command(
     if as_json:
         print(json.dumps([r.to_dict(model.output_is_spikes) for r in results]))
         return
+    out.print(
+        f"{ckpt['model']} on {dev.type}, {steps or model.config.steps} time steps, "
+        f"{model.precision}",
+        style="dim",
+        highlight=False,
+    )
     for r in results:
         if show:
             out.print(render_digit(r.image))

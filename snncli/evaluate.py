@@ -22,6 +22,7 @@ class Evaluation:
     images_per_second: float
     seconds: float
     steps: int
+    precision: str = "fp32"  # what the conv/linear layers ran in (autocast), fp32 or bf16
     # Activity of the spiking layers (engine backend): spikes per neuron per step, by layer,
     # and the usual energy proxy, synaptic operations (spike x fan-out) per image.
     firing_rates: dict[str, float] | None = None
@@ -126,6 +127,7 @@ def evaluate_model(
         images_per_second=total / seconds if seconds > 0 else float("inf"),
         seconds=seconds,
         steps=steps,
+        precision=model.precision,
     )
 
 

@@ -13,7 +13,7 @@ from .checkpoint import model_from_checkpoint
 from .data import normalise
 from .errors import ImageError
 from .preprocess import load_digit
-from .runtime import tune_for_device
+from .runtime import resolve_precision, tune_for_device
 
 BATCH = 256
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -42,13 +42,17 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict_digits(ckpt: dict, digits: list[np.ndarray], device: torch.device, steps=None):
+def predict_digits(
+    ckpt: dict, digits: list[np.ndarray], device: torch.device, steps=None, precision="auto"
+):
     """uint8 [28, 28] digits -> (model, scores [N, C], confidences [N, C], records [T, N, C]).
 
     Tensors come back on the CPU; records are the output layer over time (the spike raster).
+    `model.precision` says what `precision` (auto, fp32 or bf16) resolved to.
     """
     model = model_from_checkpoint(ckpt, device)
     tune_for_device(model, device, min(BATCH, max(1, len(digits))))
+    model.precision = resolve_precision(precision, device)
     records = []
     for start in range(0, len(digits), BATCH):
         chunk = torch.from_numpy(np.stack(digits[start : start + BATCH])).to(device)
@@ -81,12 +85,17 @@ def expand_inputs(arguments: list[str]) -> list[str]:
 
 
 def predict_files(
-    ckpt: dict, arguments: list[str], device: torch.device, steps=None, stdin: bytes | None = None
+    ckpt: dict,
+    arguments: list[str],
+    device: torch.device,
+    steps=None,
+    stdin: bytes | None = None,
+    precision: str = "auto",
 ):
     """Preprocess every image (failing on the first bad one), then classify them in batches."""
     paths = expand_inputs(arguments)
     digits = [load_digit(stdin, "<stdin>") if p == "-" else load_digit(p) for p in paths]
-    model, scores, conf, record = predict_digits(ckpt, digits, device, steps)
+    model, scores, conf, record = predict_digits(ckpt, digits, device, steps, precision)
     results = []
     for i, path in enumerate(paths):
         order = torch.argsort(scores[i], descending=True, stable=True)

@@ -45,7 +45,7 @@ class TrainOptions:
     eval_every: int | None = None  # also evaluate every N iterations
     eval_epochs: int = 1  # evaluate after every N epochs (and always after the last)
     backend: str = "engine"  # or "snntorch", the reference implementation
-    precision: str = "fp32"  # or "bf16" (autocast of conv/linear), "auto" (bf16 if native)
+    precision: str = "auto"  # bf16 if the device has it natively, else fp32; or "fp32", "bf16"
     augment: str | None = None  # none, light or full (see snncli.augment); None = recipe's
     init: str | None = None  # pytorch or calibrated; None = recipe's
     norm: str | None = None  # none or batch; None = recipe's

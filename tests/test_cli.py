@@ -463,6 +463,53 @@ def test_evaluate_in_bf16_scores_like_fp32(mlp_checkpoint, tiny_mnist):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_every_command_runs_and_names_the_automatic_precision(
+    monkeypatch, mlp_checkpoint, tiny_mnist, tmp_path, native
+):
+    from snncli import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
+    chosen = "bf16" if native else "fp32"
+    out = tmp_path / "m.pt"
+    result = run(
+        "train", "-m", "mlp", "--recipe", "seed", "--data-dir", tiny_mnist, "--out", out,
+        "--train-limit", "256", "--test-limit", "50", "--device", "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.stdout.split())  # the start line, however the terminal wraps it
+    assert words.startswith("training on cpu") and f"surrogate 1, {chosen} " in words
+    assert torch.load(out, weights_only=True)["metrics"]["precision"] == chosen
+    args = ["evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--device", "cpu"]
+    assert json.loads(run(*args, "--json").stdout)["precision"] == chosen
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    cells = " ".join(result.stdout.replace("│", " ").split())
+    assert f" time steps 6 precision {chosen} test images " in cells
+    image = tmp_path / "7.png"
+    big_photo(7, 0).save(image)
+    result = run("predict", image, "--checkpoint", mlp_checkpoint, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"mlp on cpu, 6 time steps, {chosen}"
+    assert result.stderr == ""
+
+
+def test_explicit_bf16_without_native_bf16_warns_in_one_line_and_runs(
+    monkeypatch, mlp_checkpoint, tiny_mnist
+):
+    from snncli import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    result = run(
+        "evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--device", "cpu", "--json",
+        "--precision", "bf16",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["precision"] == "bf16"
+    (warning,) = result.stderr.strip().splitlines()
+    assert warning.startswith("warning: --precision bf16:") and "emulated" in warning
+
+
 def test_batch_norm_recipe_trains_and_its_checkpoint_evaluates(tiny_mnist, tmp_path):
     out = tmp_path / "bn.pt"
     result = run(

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from snncli import runtime
 from snncli.errors import SnnError
 from snncli.neurons import LeakyHardReset, LeakySubtract, LIFSequence
 from snncli.registry import create_model, list_models
@@ -44,6 +45,36 @@ def test_precision_choices():
         resolve_precision("fp8", cpu)
     with pytest.raises(SnnError, match="bf16 is supported on CPU and CUDA, not on mps"):
         resolve_precision("bf16", torch.device("mps"))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_follows_native_bf16_and_only_emulated_bf16_warns(monkeypatch, capsys, native):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert capsys.readouterr().err == ""
+    assert resolve_precision("bf16", cpu) == "bf16"  # asked for by name: runs either way
+    warning = capsys.readouterr().err
+    if native:
+        assert warning == ""
+    else:
+        assert len(warning.strip().splitlines()) == 1, warning
+        assert warning.startswith("warning: --precision bf16: this CPU has no native bf16")
+        assert "emulated, about 10x slower than fp32" in warning
+
+
+def test_precision_defaults_to_auto_in_the_library_and_every_command():
+    import inspect
+
+    from snncli.cli import PrecisionOption
+    from snncli.predict import predict_digits, predict_files
+    from snncli.train import TrainOptions
+
+    assert TrainOptions().precision == "auto"
+    for function in (predict_digits, predict_files):
+        assert inspect.signature(function).parameters["precision"].default == "auto"
+    assert PrecisionOption.default.value == "auto"  # train, evaluate and predict share it
 
 
 @pytest.mark.parametrize("name", list_models())
