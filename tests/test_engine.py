@@ -36,6 +36,23 @@ def test_state_carries_across_calls_and_gradients_reach_the_initial_state(layer)
     assert grad_whole.abs().sum() > 0
 
 
+@pytest.mark.parametrize("layer", [LeakySubtract(), LeakyHardReset()])
+def test_a_static_current_given_once_runs_like_the_same_current_at_every_step(layer):
+    torch.manual_seed(6)
+    static = (torch.randn(3, 4, 5) + 0.6).requires_grad_()
+    state0 = torch.rand(3, 4, 5)
+    spikes, last, mems = layer(static, state0, record_membrane=True, steps=7)
+    repeated = static.detach().unsqueeze(0).repeat(7, 1, 1, 1).requires_grad_()
+    spikes_r, last_r, mems_r = layer(repeated, state0, record_membrane=True)
+    assert spikes.shape == (7, 3, 4, 5) and last.shape == (3, 4, 5)
+    assert torch.equal(spikes, spikes_r) and torch.equal(mems, mems_r) and spikes.sum() > 10
+    weights = torch.randn_like(spikes)
+    ((spikes * weights).sum() + last.sum()).backward()
+    ((spikes_r * weights).sum() + last_r.sum()).backward()
+    torch.testing.assert_close(static.grad, repeated.grad.sum(0))
+    assert static.grad.abs().sum() > 0
+
+
 def test_precision_choices():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"

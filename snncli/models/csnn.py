@@ -61,14 +61,16 @@ class CSNN(SpikingNet):
         # convolve and pool fastest (2-5x over NCHW on a CPU), so no layout copies are made;
         # fc1's weight is viewed in the same (h, w, c) order instead.
         batch = x.shape[0]
-        # The input is the same image at every step, so conv1 + pool are computed once.
-        current1 = F.max_pool2d(self.norm1(self.conv1(x)), 2).permute(0, 2, 3, 1)
+        # The input is the same image at every step, so conv1 + pool are computed once and
+        # lif1 reads that one current at each step of a chunk. It is made channels-last here
+        # (the one-channel input leaves the conv's output NCHW).
+        current1 = F.max_pool2d(self.norm1(self.conv1(x)), 2).permute(0, 2, 3, 1).contiguous()
         fc1_weight = self.fc1.weight.view(self.fc1.out_features, -1, 7, 7)
         fc1_weight = fc1_weight.permute(0, 2, 3, 1).reshape(self.fc1.out_features, -1)
         states = [None] * 4
         record = []
         for _, k in self.chunks(steps):
-            s, states[0], _ = self.lifs[0](current1.expand(k, *current1.shape), states[0])
+            s, states[0], _ = self.lifs[0](current1, states[0], steps=k)
             s = s.flatten(0, 1).permute(0, 3, 1, 2)  # NCHW view of channels-last memory
             cur = self._conv2_pooled(s).permute(0, 2, 3, 1)
             s, states[1], _ = self.lifs[1](cur.reshape(k, batch, *cur.shape[1:]), states[1])
