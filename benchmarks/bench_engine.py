@@ -8,7 +8,9 @@ memory and accuracy on a fixed test subset after the same iterations from the sa
 weights, with speed-ups against snnTorch at the same T. Then the time-to-99% budget: 1/8 of
 snnTorch's seed epoch at T=100 (its s/iteration x 469), against the csnn `quick` recipe's
 training time, estimated from its own s/iteration or, with `--quick-seeds`, trained for real.
-Each measurement runs in its own process so peak memory is its own.
+Each measurement runs in its own process so peak memory is its own; the `load` column is the
+machine's 1-minute load average as it started (timings of a shared machine are only worth
+comparing while it stays below the number of cores).
 
 To measure the AVX2 path of most laptops on a CPU with AVX-512, force it:
   ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/bench_engine.py ...
@@ -81,6 +83,7 @@ def measure(model_name: str, recipe_name: str, steps: int, backend: str, precisi
     """Train `iters` timed iterations (after `warmup`) the way `snn train` does (the recipe's
     augmentation, loss and batch), then score the test subset."""
     device = resolve_device(args.device)
+    load = os.getloadavg()[0]  # other work on the machine at the start (1-minute average)
     spec = get_model_spec(model_name)
     recipe = spec.recipes[recipe_name]
     batch = recipe["batch_size"]
@@ -142,6 +145,7 @@ def measure(model_name: str, recipe_name: str, steps: int, backend: str, precisi
         "subset_accuracy": evaluation.accuracy if evaluation else None,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "load": load,
     }
 
 
@@ -172,7 +176,7 @@ def speed_table(groups, args, title: str) -> Table:
     table = Table(title=title)
     columns = ["model", "T", "backend", "precision", "s/iteration", "epoch (est.)",
                "inference img/s", "peak MB", f"acc ({args.subset} test)", "train speed-up",
-               "inference speed-up"]
+               "inference speed-up", "load"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("model", "backend") else "right")
     for ref, *engine_rows in groups:
@@ -187,6 +191,7 @@ def speed_table(groups, args, title: str) -> Table:
                 f"{100 * r['subset_accuracy']:.1f}%",
                 f"{ref['seconds_per_iteration'] / r['seconds_per_iteration']:.2f}x" if fast else "",
                 f"{r['images_per_second'] / ref['images_per_second']:.2f}x" if fast else "",
+                f"{r['load']:.1f}",
             )
     return table
 
@@ -197,7 +202,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--csnn-steps", default="25,100")
     parser.add_argument("--iters", type=int, default=3, help="timed training iterations")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed iterations first (the first two allocate and page-fault)")
     parser.add_argument("--subset", type=int, default=500, help="test images scored")
     parser.add_argument("--eval-batch", type=int, default=250)
     parser.add_argument("--with-mlp", action="store_true", help="also the mlp's seed recipe")
@@ -272,7 +278,7 @@ def main() -> None:
             f"{quick['batch_size']}), {precision}{' (auto)' if precision == auto else ''}: "
             f"{row['seconds_per_iteration']:.3f} s/iteration, an estimated "
             f"{row['training_seconds']:.0f} s of training = "
-            f"{row['training_seconds'] / budget:.2f} of the budget",
+            f"{row['training_seconds'] / budget:.2f} of the budget (load {row['load']:.1f})",
             highlight=False,
         )
     for seed in [int(s) for s in args.quick_seeds.split(",") if s.strip()]:
