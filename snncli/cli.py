@@ -357,7 +357,7 @@ def evaluate_command(
     )
     if as_json:
         summary = {"checkpoint": str(report.path), "model": report.checkpoint["model"],
-                   "precision": report.precision, **report.result.to_dict()}
+                   **report.result.to_dict()}
         print(json.dumps(summary | ({"steps_sweep": report.sweep} if report.sweep else {})))
     else:
         for table in evaluation_tables(report):
@@ -395,6 +395,7 @@ def predict_command(
         "output per class and the output over time.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of tables."),
+    precision: Precision = PrecisionOption,
 ) -> None:
     """Classify your own digit images (or MNIST test images with --sample) and show the output
     spikes per class.
@@ -417,10 +418,13 @@ def predict_command(
             check_writable(target, what)  # before the work, not after it
     dev = resolve_device(device)
     if sample:
-        net, results = predict_samples(ckpt, sample, seed, dev, steps, data_dir)
+        net, results = predict_samples(ckpt, sample, seed, dev, steps, data_dir, precision)
     else:
         stdin = sys.stdin.buffer.read() if "-" in images else None
-        net, results = predict_files(ckpt, images, dev, steps, stdin)
+        net, results = predict_files(ckpt, images, dev, steps, stdin, precision)
+    if not as_json:
+        out.print(f"{ckpt['model']} on {dev.type}, {steps or net.config.steps} time steps, "
+                  f"{net.precision}", style="dim", highlight=False)
     spikes = net.output_is_spikes
     keep = max(RASTER_IMAGES if raster else 0, MAX_ROWS if figure else 0)
     report = _PredictionReport(spikes, as_json, show, keep)

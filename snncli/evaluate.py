@@ -24,6 +24,7 @@ class Evaluation:
     images_per_second: float
     seconds: float
     steps: int
+    precision: str = "fp32"  # what the conv/linear layers ran in (autocast), fp32 or bf16
     # Activity of the spiking layers (engine backend): spikes per neuron per step, by layer,
     # and the usual energy proxy, synaptic operations (spike x fan-out) per image.
     firing_rates: dict[str, float] | None = None
@@ -114,6 +115,7 @@ def evaluate_model(
         images_per_second=total / seconds if seconds > 0 else float("inf"),
         seconds=seconds,
         steps=steps,
+        precision=model.precision,
     )
 
 
@@ -160,7 +162,6 @@ class CheckpointReport:
     checkpoint: dict
     result: Evaluation
     sweep: list[dict]
-    precision: str
 
 
 def evaluate_checkpoint(
@@ -186,8 +187,8 @@ def evaluate_checkpoint(
     ckpt = load_checkpoint(path)
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt, dev)
-    chosen = tune_for_device(model, dev, batch_size, backend=backend, precision=precision)
+    tune_for_device(model, dev, batch_size, backend=backend, precision=precision)
     split = load_split("test", data_dir, limit)
     result = evaluate_model(model, split, ckpt["normalisation"], dev, batch_size, steps)
     rows = steps_sweep(model, split, ckpt["normalisation"], dev, list(sweep), batch_size)
-    return CheckpointReport(path, ckpt, result, rows, chosen)
+    return CheckpointReport(path, ckpt, result, rows)

@@ -71,7 +71,7 @@ def subtract_forward(current, mem, beta: float, threshold: float, steps: int | N
     n = current.shape[-1]
     mems = torch.empty(t_steps, n, dtype=torch.float32, device=current.device)
     spikes = torch.empty(t_steps, n, dtype=current.dtype, device=current.device)
-    reset = (mem > threshold).to(mem.dtype)
+    reset = torch.gt(mem, threshold, out=torch.empty_like(mem))  # float out: no bool pass
     for t in range(t_steps):
         mem = torch.add(current_at(t), mem, alpha=beta, out=mems[t]).sub_(reset, alpha=threshold)
         reset = torch.gt(mem, threshold, out=spikes[t])
@@ -182,12 +182,19 @@ class LIFSequence(torch.autograd.Function):
         ctx.save_for_backward(mems, state if ctx.needs_input_grad[3] else None)
         ctx.params = (name, decay, threshold, width, steps is not None, current.dtype)
         ctx.mark_non_differentiable(mems)
+        # Unused outputs (the membrane record, the last chunk's state) get None as their
+        # gradient instead of a zero-filled tensor: the record's would be [T, N].
+        ctx.set_materialize_grads(False)
         return spikes, last, mems
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_last, _grad_mems):
         mems, state = ctx.saved_tensors
         name, decay, threshold, width, static, dtype = ctx.params
+        if grad_spikes is None:
+            grad_spikes = torch.zeros_like(mems)
+        if grad_last is None:
+            grad_last = torch.zeros_like(mems[0])
         initial = None if state is None else state.to(torch.float32)
         grad_current, grad_state, grad_decay = _recurrence(
             name + "_backward", mems, grad_spikes, grad_last.contiguous(), mems, decay,
@@ -196,20 +203,18 @@ class LIFSequence(torch.autograd.Function):
         return grad_current, grad_state, None, grad_decay, None, None, None
 
 
-def _run(current, state, reset, decay, threshold, width, record_membrane):
-    """[T, B, ...] -> (spikes [T, B, ...], state [B, ...], membrane [T, B, ...] or None)."""
-    steps = current.shape[0]
-    flat = current.reshape(steps, -1)
-    # A static input's current arrives expanded over time (stride 0): it is passed as its one
-    # [N] row, so it is never copied T times and its gradient is summed inside the layer.
-    static = steps > 1 and flat.stride(0) == 0
+def _run(current, state, reset, decay, threshold, width, record_membrane, steps=None):
+    """[T, B, ...] (or, with `steps`, a static [B, ...] current held for that many steps) ->
+    (spikes [T, B, ...], state [B, ...], membrane [T, B, ...] or None). A static current is
+    passed to the layer as its one [N] row: never copied T times, its gradient summed over
+    the steps inside the layer."""
+    shape = current.shape if steps is None else (steps, *current.shape)
+    flat = current.reshape(-1) if steps is not None else current.reshape(shape[0], -1)
     if state is None:
-        state = torch.zeros(flat.shape[1], dtype=torch.float32, device=flat.device)
+        state = torch.zeros(flat.shape[-1], dtype=torch.float32, device=flat.device)
     spikes, last, mems = LIFSequence.apply(
-        flat[0] if static else flat, state.reshape(-1), reset, decay, threshold, width,
-        steps if static else None,
+        flat, state.reshape(-1), reset, decay, threshold, width, steps,
     )
-    shape = current.shape
     return (
         spikes.view(shape),
         last.view(shape[1:]),
@@ -239,10 +244,13 @@ class _Leaky(nn.Module):
         work, a cost not yet measured there)."""
         return self.fixed_decay if self.fixed_decay is not None else self.decay_logit.sigmoid()
 
-    def forward(self, current, state=None, record_membrane: bool = False):
-        """current [T, B, ...] -> (spikes [T, B, ...], state, membrane [T, B, ...] or None)."""
+    def forward(self, current, state=None, record_membrane: bool = False,
+                steps: int | None = None):
+        """current [T, B, ...] -> (spikes [T, B, ...], state, membrane [T, B, ...] or None).
+        With `steps`, `current` is [B, ...], the same at each of that many steps (a static
+        input's), and is read without being expanded."""
         return _run(current, state, self.reset, self.decay(), self.threshold, self.width,
-                    record_membrane)
+                    record_membrane, steps)
 
 
 class LeakySubtract(_Leaky):

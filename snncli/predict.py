@@ -62,9 +62,10 @@ class Failure:
 class Classifier:
     """A checkpoint's model, ready to classify batches of 28x28 digits."""
 
-    def __init__(self, ckpt: dict, device: torch.device, steps=None, batch: int = BATCH):
+    def __init__(self, ckpt: dict, device: torch.device, steps=None, batch: int = BATCH,
+                 precision: str = "auto"):
         self.model = model_from_checkpoint(ckpt, device)
-        tune_for_device(self.model, device, batch)
+        tune_for_device(self.model, device, batch, precision=precision)
         self.normalisation = ckpt["normalisation"]
         self.device, self.steps = device, steps
 
@@ -78,10 +79,13 @@ class Classifier:
         return scores, self.model.confidence(scores), record
 
 
-def predict_digits(ckpt: dict, digits: list[np.ndarray], device: torch.device, steps=None):
+def predict_digits(
+    ckpt: dict, digits: list[np.ndarray], device: torch.device, steps=None, precision="auto"
+):
     """uint8 [28, 28] digits -> (model, scores [N, C], confidences [N, C], records [T, N, C]),
-    classified in batches of BATCH; tensors come back on the CPU."""
-    classify = Classifier(ckpt, device, steps, min(BATCH, max(1, len(digits))))
+    classified in batches of BATCH; tensors come back on the CPU. `model.precision` says what
+    `precision` (auto, fp32 or bf16) resolved to."""
+    classify = Classifier(ckpt, device, steps, min(BATCH, max(1, len(digits))), precision)
     parts = [classify(digits[i : i + BATCH]) for i in range(0, len(digits), BATCH)]
     scores = torch.cat([p[0] for p in parts])
     conf = torch.cat([p[1] for p in parts])
@@ -135,7 +139,12 @@ def read_digit(path: str, stdin: bytes | None = None) -> np.ndarray | Failure:
 
 
 def predict_files(
-    ckpt: dict, arguments: list[str], device: torch.device, steps=None, stdin: bytes | None = None
+    ckpt: dict,
+    arguments: list[str],
+    device: torch.device,
+    steps=None,
+    stdin: bytes | None = None,
+    precision: str = "auto",
 ):
     """-> (model, iterator of Prediction or Failure, one per input in order).
 
@@ -143,7 +152,7 @@ def predict_files(
     of them takes the memory of one batch; an input that cannot be read is a Failure and the
     others are still classified."""
     items = expand_inputs(arguments)
-    classify = Classifier(ckpt, device, steps, min(BATCH, len(items)))
+    classify = Classifier(ckpt, device, steps, min(BATCH, len(items)), precision)
     return classify.model, _predict_batches(classify, items, stdin)
 
 
@@ -164,13 +173,13 @@ def _predict_batches(classify: Classifier, items: list[str | Failure], stdin: by
 
 
 def predict_samples(ckpt: dict, count: int, seed: int, device: torch.device, steps=None,
-                    data_dir=None):
+                    data_dir=None, precision: str = "auto"):
     """-> (model, iterator of Prediction): `count` random MNIST test images, drawn by `seed`,
     each with its true label; named `mnist-test-<index>`."""
     from .data import sample_test_images
 
     indices, images, labels = sample_test_images(count, seed, data_dir)
-    classify = Classifier(ckpt, device, steps, min(BATCH, count))
+    classify = Classifier(ckpt, device, steps, min(BATCH, count), precision)
 
     def predictions():
         for start in range(0, count, BATCH):

@@ -175,7 +175,7 @@ def evaluation_tables(report) -> list[Table]:
     summary = Table(title=f"Evaluation of {path}", show_header=False)
     summary.add_row("model", ckpt["model"])
     summary.add_row("time steps", str(result.steps))
-    summary.add_row("precision", report.precision)
+    summary.add_row("precision", result.precision)
     summary.add_row("test images", f"{result.total:,}")
     summary.add_row("accuracy", f"[bold]{100 * result.accuracy:.2f}%[/] ({result.correct:,} right)")
     trained = ckpt.get("metrics", {})

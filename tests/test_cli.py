@@ -216,7 +216,7 @@ def test_predict_tables_show_spike_counts_of_the_csnn(tiny_mnist, tmp_path):
     assert len(counts) == 10 and all(isinstance(c, int) and 0 <= c <= 3 for c in counts)
     assert prediction["scores"] == counts
     recipe = torch.load(out, weights_only=True)["recipe"]
-    assert recipe["recipe"] == "fast" and recipe["steps"] == 3  # the default, overridden
+    assert recipe["recipe"] == "quick" and recipe["steps"] == 3  # the default, overridden
 
 
 def test_unknown_model(in_tmp, tiny_mnist):
@@ -400,16 +400,19 @@ def test_models_shows_each_recipes_settings():
         words = line.split()
         if words:
             rows.setdefault(words[0], []).append(words[1:])
-    csnn, mlp = ["seed", "robust", "fast", "*", "best"], ["seed", "robust", "best", "*"]
+    csnn = ["seed", "robust", "quick", "*", "fast", "best"]
+    mlp = ["seed", "robust", "best", "*"]
     assert rows["setting"] == [csnn, mlp]
-    assert rows["norm"] == [["none", "none", "batch", "batch"], ["none", "none", "none"]]
-    assert rows["loss"] == [["rate", "rate", "count", "rate"], ["mean", "mean", "mean"]]
-    assert rows["time"] == [["steps", "100", "25", "8", "16"], ["steps", "6", "6", "6"]]
-    assert rows["augment"] == [["none", "full", "light", "light"], ["none", "full", "light"]]
-    assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle"]
-    assert rows["ema"] == [["off", "off", "off", "0.999"], ["off", "off", "off"]]
-    assert rows["surrogate"] == [["25", "25", "25", "5"], ["1", "1", "1"]]
-    assert rows["decay"] == [["fixed"] * 4, ["fixed"] * 3]
+    assert rows["norm"] == [["none", "none", "batch", "batch", "batch"], ["none", "none", "none"]]
+    assert rows["loss"] == [["rate", "rate", "rate", "count", "rate"], ["mean", "mean", "mean"]]
+    assert rows["time"] == [["steps", "100", "25", "6", "8", "16"], ["steps", "6", "6", "6"]]
+    assert rows["augment"] == [
+        ["none", "full", "light", "light", "light"], ["none", "full", "light"]
+    ]
+    assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle", "onecycle"]
+    assert rows["ema"] == [["off", "off", "off", "off", "0.999"], ["off", "off", "off"]]
+    assert rows["surrogate"] == [["25", "25", "5", "25", "5"], ["1", "1", "1"]]
+    assert rows["decay"] == [["fixed"] * 5, ["fixed"] * 3]
 
 
 def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, tmp_path):
@@ -476,6 +479,53 @@ def test_evaluate_in_bf16_scores_like_fp32(mlp_checkpoint, tiny_mnist):
     assert abs(reports["bf16"]["accuracy"] - reports["fp32"]["accuracy"]) <= 0.02
     result = run("evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--precision", "fp8")
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_every_command_runs_and_names_the_automatic_precision(
+    monkeypatch, mlp_checkpoint, tiny_mnist, tmp_path, native
+):
+    from snncli import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
+    chosen = "bf16" if native else "fp32"
+    out = tmp_path / "m.pt"
+    result = run(
+        "train", "-m", "mlp", "--recipe", "seed", "--data-dir", tiny_mnist, "--out", out,
+        "--train-limit", "256", "--test-limit", "50", "--device", "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.stdout.split())  # the start line, however the terminal wraps it
+    assert words.startswith("training on cpu") and f"surrogate 1, {chosen} " in words
+    assert torch.load(out, weights_only=True)["metrics"]["precision"] == chosen
+    args = ["evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--device", "cpu"]
+    assert json.loads(run(*args, "--json").stdout)["precision"] == chosen
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    cells = " ".join(result.stdout.replace("│", " ").split())
+    assert f" time steps 6 precision {chosen} test images " in cells
+    image = tmp_path / "7.png"
+    big_photo(7, 0).save(image)
+    result = run("predict", image, "--checkpoint", mlp_checkpoint, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"mlp on cpu, 6 time steps, {chosen}"
+    assert result.stderr == ""
+
+
+def test_explicit_bf16_without_native_bf16_warns_in_one_line_and_runs(
+    monkeypatch, mlp_checkpoint, tiny_mnist
+):
+    from snncli import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    result = run(
+        "evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--device", "cpu", "--json",
+        "--precision", "bf16",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["precision"] == "bf16"
+    (warning,) = result.stderr.strip().splitlines()
+    assert warning.startswith("warning: --precision bf16:") and "emulated" in warning
 
 
 def test_batch_norm_recipe_trains_and_its_checkpoint_evaluates(tiny_mnist, tmp_path):

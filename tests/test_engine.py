@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from snncli import runtime
 from snncli.errors import SnnError
 from snncli.neurons import LeakyHardReset, LeakySubtract, LIFSequence
 from snncli.registry import create_model, list_models
@@ -35,6 +36,23 @@ def test_state_carries_across_calls_and_gradients_reach_the_initial_state(layer)
     assert grad_whole.abs().sum() > 0
 
 
+@pytest.mark.parametrize("layer", [LeakySubtract(), LeakyHardReset()])
+def test_a_static_current_given_once_runs_like_the_same_current_at_every_step(layer):
+    torch.manual_seed(6)
+    static = (torch.randn(3, 4, 5) + 0.6).requires_grad_()
+    state0 = torch.rand(3, 4, 5)
+    spikes, last, mems = layer(static, state0, record_membrane=True, steps=7)
+    repeated = static.detach().unsqueeze(0).repeat(7, 1, 1, 1).requires_grad_()
+    spikes_r, last_r, mems_r = layer(repeated, state0, record_membrane=True)
+    assert spikes.shape == (7, 3, 4, 5) and last.shape == (3, 4, 5)
+    assert torch.equal(spikes, spikes_r) and torch.equal(mems, mems_r) and spikes.sum() > 10
+    weights = torch.randn_like(spikes)
+    ((spikes * weights).sum() + last.sum()).backward()
+    ((spikes_r * weights).sum() + last_r.sum()).backward()
+    torch.testing.assert_close(static.grad, repeated.grad.sum(0))
+    assert static.grad.abs().sum() > 0
+
+
 def test_precision_choices():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
@@ -44,6 +62,36 @@ def test_precision_choices():
         resolve_precision("fp8", cpu)
     with pytest.raises(SnnError, match="bf16 is supported on CPU and CUDA, not on mps"):
         resolve_precision("bf16", torch.device("mps"))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_follows_native_bf16_and_only_emulated_bf16_warns(monkeypatch, capsys, native):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert capsys.readouterr().err == ""
+    assert resolve_precision("bf16", cpu) == "bf16"  # asked for by name: runs either way
+    warning = capsys.readouterr().err
+    if native:
+        assert warning == ""
+    else:
+        assert len(warning.strip().splitlines()) == 1, warning
+        assert warning.startswith("warning: --precision bf16: this CPU has no native bf16")
+        assert "emulated, about 10x slower than fp32" in warning
+
+
+def test_precision_defaults_to_auto_in_the_library_and_every_command():
+    import inspect
+
+    from snncli.cli import PrecisionOption
+    from snncli.predict import predict_digits, predict_files
+    from snncli.train import TrainOptions
+
+    assert TrainOptions().precision == "auto"
+    for function in (predict_digits, predict_files):
+        assert inspect.signature(function).parameters["precision"].default == "auto"
+    assert PrecisionOption.default.value == "auto"  # train, evaluate and predict share it
 
 
 @pytest.mark.parametrize("name", list_models())

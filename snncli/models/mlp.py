@@ -59,7 +59,7 @@ class MLP(SpikingNet):
         states = [None] * 2
         record = []
         for _, k in self.chunks(steps):
-            s, states[0], _ = self.lifs[0](current1.expand(k, *current1.shape), states[0])
+            s, states[0], _ = self.lifs[0](current1, states[0], steps=k)
             s, states[1], _ = self.lifs[1](self.over_time(self.norm2, self.fc2(s)), states[1])
             record.append(self.fc3(s))
         return torch.cat(record)
