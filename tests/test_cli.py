@@ -496,7 +496,7 @@ def test_every_command_runs_and_names_the_automatic_precision(
     )
     assert result.exit_code == 0, result.output
     words = " ".join(result.stdout.split())  # the start line, however the terminal wraps it
-    assert words.startswith("training on cpu") and f"surrogate 1, {chosen} " in words
+    assert words.startswith(f"training on cpu ({chosen}) with recipe seed")
     assert torch.load(out, weights_only=True)["metrics"]["precision"] == chosen
     args = ["evaluate", mlp_checkpoint, "--data-dir", tiny_mnist, "--device", "cpu"]
     assert json.loads(run(*args, "--json").stdout)["precision"] == chosen
