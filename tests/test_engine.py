@@ -91,7 +91,7 @@ def test_precision_defaults_to_auto_in_the_library_and_every_command():
     assert TrainOptions().precision == "auto"
     for function in (predict_digits, predict_files):
         assert inspect.signature(function).parameters["precision"].default == "auto"
-    assert PrecisionOption.default.value == "auto"  # train, evaluate and predict share it
+    assert PrecisionOption.default == "auto"  # train, evaluate and predict share it
 
 
 @pytest.mark.parametrize("name", list_models())
