@@ -167,3 +167,28 @@ def test_a_diverging_run_stops_in_one_line_and_leaves_no_files(tiny_mnist, tmp_p
     with pytest.raises(SnnError, match="training diverged at iteration 1 .loss nan.; try a lower"):
         train(options(tiny_mnist, tmp_path / "m.pt", "mlp"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_training_saves_is_one_line_and_loses_nothing(tiny_mnist, tmp_path,
+                                                                          monkeypatch):
+    """The first checkpoint save fails in torch's zip writer: one error line, exit 1, and the
+    previous run's files at those paths are as they were (no new file, no temp file)."""
+    from snncli import checkpoint
+
+    previous = {"m.pt": b"previous best", "m.metrics.jsonl": b'{"previous": 1}\n'}
+    for name, data in previous.items():
+        (tmp_path / name).write_bytes(data)
+
+    def full_disk(obj, f):
+        Path(f).write_bytes(b"PK\x03\x04 partial zip")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 21")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    result = runner.invoke(app, [
+        "train", "-m", "mlp", "--recipe", "seed", "--data-dir", str(tiny_mnist), "--out",
+        str(tmp_path / "m.pt"), "--train-limit", "200", "--test-limit", "20", "--device", "cpu",
+    ])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot write checkpoint {tmp_path}")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == previous
