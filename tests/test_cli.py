@@ -385,16 +385,19 @@ def test_models_shows_each_recipes_settings():
         words = line.split()
         if words:
             rows.setdefault(words[0], []).append(words[1:])
-    csnn, mlp = ["seed", "robust", "fast", "*", "best"], ["seed", "robust", "best", "*"]
+    csnn = ["seed", "robust", "quick", "fast", "*", "best"]
+    mlp = ["seed", "robust", "best", "*"]
     assert rows["setting"] == [csnn, mlp]
-    assert rows["norm"] == [["none", "none", "batch", "batch"], ["none", "none", "none"]]
-    assert rows["loss"] == [["rate", "rate", "count", "rate"], ["mean", "mean", "mean"]]
-    assert rows["time"] == [["steps", "100", "25", "8", "16"], ["steps", "6", "6", "6"]]
-    assert rows["augment"] == [["none", "full", "light", "light"], ["none", "full", "light"]]
-    assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle"]
-    assert rows["ema"] == [["off", "off", "off", "0.999"], ["off", "off", "off"]]
-    assert rows["surrogate"] == [["25", "25", "25", "5"], ["1", "1", "1"]]
-    assert rows["decay"] == [["fixed"] * 4, ["fixed"] * 3]
+    assert rows["norm"] == [["none", "none", "batch", "batch", "batch"], ["none", "none", "none"]]
+    assert rows["loss"] == [["rate", "rate", "rate", "count", "rate"], ["mean", "mean", "mean"]]
+    assert rows["time"] == [["steps", "100", "25", "6", "8", "16"], ["steps", "6", "6", "6"]]
+    assert rows["augment"] == [
+        ["none", "full", "light", "light", "light"], ["none", "full", "light"]
+    ]
+    assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle", "onecycle"]
+    assert rows["ema"] == [["off", "off", "off", "off", "0.999"], ["off", "off", "off"]]
+    assert rows["surrogate"] == [["25", "25", "5", "25", "5"], ["1", "1", "1"]]
+    assert rows["decay"] == [["fixed"] * 5, ["fixed"] * 3]
 
 
 def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, tmp_path):
