@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import spike_conv
 from ..checks import MAX_STEPS, MAX_WIDTH, Checked, choice, flag, number, whole
 from ..neurons import LeakySubtract
 from ..recipes import Recipe
@@ -48,6 +49,7 @@ class CSNN(SpikingNet):
     output_is_spikes = True
     losses = ("rate", "count")
     surrogate_field = "slope"  # what a recipe's `surrogate` sets
+    lookup_conv = True  # conv2 as a table lookup where `spike_conv.usable` (CPU, fp32)
 
     def __init__(self, config: CSNNConfig):
         super().__init__(config)
@@ -75,12 +77,15 @@ class CSNN(SpikingNet):
         current1 = F.max_pool2d(self.norm1(self.conv1(x)), 2).permute(0, 2, 3, 1).contiguous()
         fc1_weight = self.fc1.weight.view(self.fc1.out_features, -1, 7, 7)
         fc1_weight = fc1_weight.permute(0, 2, 3, 1).reshape(self.fc1.out_features, -1)
+        # conv2 sees only spikes: on a CPU in fp32 it runs as a table lookup (spike_conv).
+        table = None
+        if self.lookup_conv and spike_conv.usable(current1, self.conv2):
+            table = spike_conv.lookup_table(self.conv2.weight, self.conv2.bias)
         states = [None] * 4
         record = []
         for _, k in self.chunks(steps):
             s, states[0], _ = self.lifs[0](current1, states[0], steps=k)
-            s = s.flatten(0, 1).permute(0, 3, 1, 2)  # NCHW view of channels-last memory
-            cur = self._conv2_pooled(s).permute(0, 2, 3, 1)
+            cur = self._conv2_pooled(s.flatten(0, 1), table).permute(0, 2, 3, 1)
             s, states[1], _ = self.lifs[1](cur.reshape(k, batch, *cur.shape[1:]), states[1])
             cur = F.linear(s.flatten(2), fc1_weight, self.fc1.bias)
             s, states[2], _ = self.lifs[2](self.over_time(self.norm3, cur), states[2])
@@ -88,11 +93,16 @@ class CSNN(SpikingNet):
             record.append(s)
         return torch.cat(record)
 
-    def _conv2_pooled(self, spikes: torch.Tensor) -> torch.Tensor:
-        """conv2 -> norm2 -> 2x2 max pool over (steps x images). With `pool_before_bias` and no
-        norm, the bias is added after pooling: max(x + b) = max(x) + b exactly (rounding is
-        monotone), and cuDNN adds a bias in a pass of its own over the conv output, which is
-        4x the size of the pooled one."""
+    def _conv2_pooled(self, spikes: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
+        """Channels-last spikes [steps x images, H, W, C] -> conv2 -> norm2 -> 2x2 max pool, as
+        an NCHW view of channels-last memory. With a lookup `table` conv2 runs as
+        `spike_conv.spike_conv3x3`. With `pool_before_bias` and no norm, the bias is added after
+        pooling: max(x + b) = max(x) + b exactly (rounding is monotone), and cuDNN adds a bias
+        in a pass of its own over the conv output, which is 4x the size of the pooled one."""
+        if table is not None:
+            conv = spike_conv.spike_conv3x3(spikes, self.conv2, table).permute(0, 3, 1, 2)
+            return F.max_pool2d(self.norm2(conv), 2)
+        spikes = spikes.permute(0, 3, 1, 2)  # NCHW view of channels-last memory
         if self.pool_before_bias and self.config.norm == "none":
             pooled = F.max_pool2d(F.conv2d(spikes, self.conv2.weight, None, padding=1), 2)
             return pooled + self.conv2.bias.view(1, -1, 1, 1).to(pooled.dtype)

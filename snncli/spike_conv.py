@@ -1,0 +1,101 @@
+"""A 3x3 convolution of spikes (0/1 inputs) by table lookup, for fp32 on a CPU.
+
+Its output at one position is a sum over 3x3 taps x C input channels of weight x input. With
+0/1 inputs, the 8 channels of one group at one tap show one of 256 patterns, and what they add
+to the O outputs is the sum of the weights of the channels that fired: a row of a table of
+(9 taps x C/8 groups x 256 patterns) x O, built from the weights once per forward pass. Each
+output position is then the sum of 9*C/8 table rows (`embedding_bag`, whose CPU kernel is
+vectorised), not 9*C multiply-adds per output: for the csnn's conv2 (32 -> 64 channels) 36 row
+additions instead of 288 multiply-adds, 1.5x faster than oneDNN's fp32 convolution on 1-2
+AVX2 or AVX-512 cores whatever the firing rate. The sums run in another order than a dense
+convolution's, so results agree with it to float rounding (about 1e-6), not bit for bit.
+
+The backward pass is the dense convolution's (oneDNN): the gradient of a lookup would be a
+scatter over the table, far slower.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+GROUP = 8  # input channels per table group: 2**8 patterns
+
+
+def usable(spikes: torch.Tensor, conv: torch.nn.Conv2d) -> bool:
+    """Whether `conv` applied to `spikes` can run as a lookup: fp32 on a CPU, outside bf16
+    autocast (bf16 convolutions are faster where native), a 3x3 kernel, stride 1, padding 1,
+    input channels a multiple of GROUP."""
+    return (
+        spikes.device.type == "cpu"
+        and spikes.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1)
+        and conv.padding == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.in_channels % GROUP == 0
+    )
+
+
+def lookup_table(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """[O, C, 3, 3] weights -> [9 * C/GROUP * 2**GROUP, O]: row (tap, group, pattern) holds
+    the sum of that tap's weights over the group's channels set in `pattern` (bit i =
+    channel group*GROUP + i). The centre tap's first group, read once per position, also
+    carries the bias."""
+    out_channels, in_channels = weight.shape[:2]
+    groups = in_channels // GROUP
+    patterns = torch.arange(2**GROUP, device=weight.device)
+    bits = ((patterns[:, None] >> torch.arange(GROUP, device=weight.device)) & 1).to(weight.dtype)
+    taps = weight.detach().permute(2, 3, 1, 0).reshape(9, groups, GROUP, out_channels)
+    table = bits @ taps  # [9, groups, patterns, O]
+    if bias is not None:
+        table[4, 0] += bias.detach()
+    return table.reshape(-1, out_channels)
+
+
+def _lookup(spikes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """spikes [N, H, W, C] (0/1, contiguous) -> conv output [N, H, W, O]."""
+    n, h, w, c = spikes.shape
+    groups = c // GROUP
+    place = 2 ** torch.arange(GROUP, device=spikes.device, dtype=spikes.dtype)
+    patterns = (spikes.view(n, h, w, groups, GROUP) @ place).to(torch.int32)
+    padded = F.pad(patterns, (0, 0, 1, 1, 1, 1))  # outside the image: pattern 0, no weights
+    sn, sh, sw, sg = padded.stride()
+    windows = padded.as_strided((n, h, w, 3, 3, groups), (sn, sh, sw, sh, sw, sg))
+    first_rows = torch.arange(9 * groups, device=spikes.device, dtype=torch.int32) * 2**GROUP
+    rows = torch.empty(windows.shape, dtype=torch.int32, device=spikes.device)
+    torch.add(windows, first_rows.view(3, 3, groups), out=rows)
+    summed = F.embedding_bag(rows.view(-1, 9 * groups), table, mode="sum")
+    return summed.view(n, h, w, -1)
+
+
+class _SpikeConv3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, spikes, weight, bias, table):
+        ctx.save_for_backward(spikes, weight)
+        ctx.has_bias = bias is not None
+        return _lookup(spikes, table)
+
+    @staticmethod
+    def backward(ctx, grad):
+        spikes, weight = ctx.saved_tensors
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
+                ctx.has_bias and ctx.needs_input_grad[2]]
+        grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad.contiguous().permute(0, 3, 1, 2), spikes.permute(0, 3, 1, 2), weight,
+            [weight.shape[0]] if ctx.has_bias else None, [1, 1], [1, 1], [1, 1], False,
+            [0, 0], 1, mask,
+        )
+        if grad_input is not None:
+            grad_input = grad_input.permute(0, 2, 3, 1)
+        return grad_input, grad_weight, grad_bias, None
+
+
+def spike_conv3x3(spikes: torch.Tensor, conv: torch.nn.Conv2d,
+                  table: torch.Tensor) -> torch.Tensor:
+    """`conv` (see `usable`) of channels-last spikes [N, H, W, C] -> [N, H, W, O], looked up
+    in `table` (`lookup_table(conv.weight, conv.bias)`); gradients reach the spikes and
+    `conv`'s weight and bias."""
+    return _SpikeConv3x3.apply(spikes.contiguous(), conv.weight, conv.bias, table)
