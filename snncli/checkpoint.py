@@ -239,13 +239,8 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
     return model.to(device).eval()
 
 
-def default_checkpoint(folder: str | Path = DEFAULT_DIR) -> Path:
-    """The newest .pt file in `folder`, for commands run without a checkpoint argument."""
+def saved_checkpoints(folder: str | Path = DEFAULT_DIR) -> list[Path]:
+    """The .pt files in `folder`, newest first (a sub-folder named *.pt is no checkpoint)."""
     folder = Path(folder)
     files = [p for p in folder.glob("*.pt") if p.is_file()] if folder.is_dir() else []
-    found = sorted(files, key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise CheckpointError(
-            f"no checkpoint in {folder}/: train one with 'snn train' or pass a checkpoint path"
-        )
-    return found[-1]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)

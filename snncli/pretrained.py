@@ -11,7 +11,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .checkpoint import DEFAULT_DIR, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    DEFAULT_DIR,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    saved_checkpoints,
+)
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "pretrained"
 STORED_DTYPE = "float16"  # half the size of fp32; moves MNIST accuracy by <= 0.05 points
@@ -44,8 +50,7 @@ def choose_checkpoint(path: str | Path | None, model: str | None = None,
     when given); else the bundled weights of `model` (default csnn)."""
     if path:
         return Path(path), f"using {path}"
-    found = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
-    for newest in reversed(found):  # of the asked-for model, when one is named
+    for newest in saved_checkpoints(folder):  # of the asked-for model, when one is named
         if model is None or _model_of(newest) == model:
             return newest, f"using {newest}, the newest checkpoint in {folder}/"
     name = model or "csnn"

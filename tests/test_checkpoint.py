@@ -4,10 +4,10 @@ import torch
 from snncli.checkpoint import (
     FORMAT_VERSION,
     build_checkpoint,
-    default_checkpoint,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
+    saved_checkpoints,
 )
 from snncli.errors import CheckpointError
 from snncli.registry import create_model
@@ -87,13 +87,13 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_default_checkpoint_is_the_newest(tmp_path):
+def test_saved_checkpoints_are_listed_newest_first(tmp_path):
     import os
 
-    with pytest.raises(CheckpointError, match="no checkpoint"):
-        default_checkpoint(tmp_path)
+    assert saved_checkpoints(tmp_path) == [] == saved_checkpoints(tmp_path / "absent")
     _, ckpt = make()
     old = save_checkpoint(ckpt, tmp_path / "a.pt")
     new = save_checkpoint(ckpt, tmp_path / "b.pt")
+    (tmp_path / "folder.pt").mkdir()
     os.utime(old, (1, 1))
-    assert default_checkpoint(tmp_path) == new
+    assert saved_checkpoints(tmp_path) == [new, old]
