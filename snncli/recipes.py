@@ -52,6 +52,11 @@ class Recipe(Checked):
         "none", "light", "full", default="none",
         help="none, light (shifts, small rotations) or full (also scale and stroke width).",
     )
+    styles: float = number(
+        0, 1, 0.0,
+        help="Extra training images drawn from stroke templates in forms MNIST hardly holds "
+        "(European 1s with a flag and serif, crossed 7s), as a fraction of the training set.",
+    )
     init: str = choice(
         "pytorch", "calibrated", default="pytorch",
         help="pytorch (default layer init) or calibrated (weights scaled until every spiking "

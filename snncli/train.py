@@ -36,6 +36,7 @@ from .evaluate import evaluate_model
 from .recipes import Recipe, RecipeError
 from .registry import ModelSpec, get_model_spec, get_recipe
 from .runtime import resolve_device, tune_for_device
+from .styles import style_digits
 
 TRAINING_STATE_VERSION = 1
 # Options a resumed run may change: they decide where it runs and how it is saved, not what
@@ -176,17 +177,32 @@ class RunData:
     norm: dict
 
 
-def load_run_data(options: TrainOptions, device: torch.device, mean_std) -> RunData:
+def load_run_data(
+    options: TrainOptions, recipe: Recipe, device: torch.device, mean_std
+) -> RunData:
     train_set = load_split("train", options.data_dir, options.train_limit)
     test_set = load_split("test", options.data_dir, options.test_limit)
     size = options.val_size if options.val_size is not None else default_val_size(len(train_set))
     train_set, validation = hold_out(train_set, size, options.seed)
+    train_set = with_styles(train_set, round(recipe.styles * len(train_set)), options.seed)
     if device.type != "cpu":  # MNIST fits in GPU memory: no host copies per iteration
         train_set, validation, test_set = (
             Split(s.images.to(device), s.labels.to(device))
             for s in (train_set, validation, test_set)
         )
     return RunData(train_set, validation, test_set, {"mean": mean_std[0], "std": mean_std[1]})
+
+
+def with_styles(split: Split, count: int, seed: int) -> Split:
+    """`split` followed by `count` digits drawn in styles MNIST hardly holds (snncli.styles);
+    the same ones for the same seed, so a resumed run trains on the same images."""
+    if count == 0:
+        return split
+    images, labels = style_digits(count, seed)
+    return Split(
+        torch.cat([split.images, torch.from_numpy(images)]),
+        torch.cat([split.labels, torch.from_numpy(labels).to(split.labels.dtype)]),
+    )
 
 
 class Trainer:
@@ -501,7 +517,7 @@ def new_run(options: TrainOptions) -> tuple[Trainer, RunFiles]:
     files = RunFiles.beside(output_paths(options.model, options.out)[0])
     if files.best.is_dir():
         raise SnnError(f"--out {files.best} is a folder; give a file path such as model.pt")
-    data = load_run_data(options, device, spec.normalisation)
+    data = load_run_data(options, recipe, device, spec.normalisation)
     prepare_folder(files.best)  # fail before training, not after it
     trainer = Trainer(spec, name, recipe, options, device, data)
     trainer.calibrate()
@@ -556,7 +572,7 @@ def resumed_run(given: TrainOptions) -> tuple[Trainer, RunFiles]:
             raise SnnError(f"--epochs {epochs} is fewer than the run has done ({done} epochs)")
         recipe = dataclasses.replace(recipe, epochs=epochs).check(spec.losses)
     device = resolve_device(options.device)
-    data = load_run_data(options, device, spec.normalisation)
+    data = load_run_data(options, recipe, device, spec.normalisation)
     trainer = Trainer(spec, state["recipe_name"], recipe, options, device, data)
     trainer.load_state_dict(state)
     name = path.name.removesuffix(".last.pt") + ".pt" if path.name.endswith(".last.pt") else None
