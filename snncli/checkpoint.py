@@ -15,7 +15,10 @@ from .files import atomic_write, prepare_folder  # noqa: F401  (train.py imports
 from .registry import get_model_spec, list_models
 
 FORMAT = "snncli-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this snncli reads
+# Version 1 is every checkpoint training writes; version 2 adds weights stored as int8 with
+# one scale per row (`weight_scales`, the bundled weights), which older readers cannot use.
+PLAIN_FORMAT_VERSION = 1
 DEFAULT_DIR = Path("checkpoints")
 _REQUIRED = ("format", "format_version", "model", "config", "state_dict", "normalisation")
 
@@ -30,7 +33,7 @@ def build_checkpoint(model_name: str, model, *, recipe: dict, metrics: dict, epo
     mean, std = get_model_spec(model_name).normalisation
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": PLAIN_FORMAT_VERSION,
         "model": model_name,
         "config": dataclasses.asdict(model.config),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -81,13 +84,37 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception:
         raise CheckpointError(f"{name} is not an snncli checkpoint (cannot be read)") from None
     try:
-        problems = checkpoint_problems(ckpt)
+        problems = expand_stored_weights(ckpt) or checkpoint_problems(ckpt)
     except Exception as exc:  # a structure no check foresaw: still one line, never a traceback
         reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
         raise CheckpointError(f"{name} is not a usable snncli checkpoint: {reason}") from None
     if problems:
         raise CheckpointError("\n".join(f"{name}: {p}" for p in problems))
     return ckpt
+
+
+def expand_stored_weights(ckpt: Any) -> list[str]:
+    """Weights stored as int8 with one scale per output row (`weight_scales`, as the bundled
+    weights are) become the float tensors the model loads; what is wrong with them, if any."""
+    if not isinstance(ckpt, dict) or "weight_scales" not in ckpt:
+        return []
+    scales, state = ckpt.pop("weight_scales"), ckpt.get("state_dict")
+    if not isinstance(scales, dict) or not isinstance(state, dict):
+        return ["weight_scales must be a mapping of weight names to tensors"]
+    state, problems = dict(state), []
+    for key, scale in scales.items():
+        stored = state.get(key)
+        if not (
+            isinstance(stored, torch.Tensor) and stored.dtype == torch.int8 and stored.dim() >= 1
+            and isinstance(scale, torch.Tensor) and scale.dtype == torch.float32
+            and scale.shape == stored.shape[:1] and bool(torch.isfinite(scale).all())
+        ):
+            problems.append(f"weight_scales {one_line(str(key))} must hold one finite fp32 "
+                            "scale per row of an int8 weight")
+            continue
+        state[key] = stored.float() * scale.view(-1, *[1] * (stored.dim() - 1))
+    ckpt["state_dict"] = state
+    return problems
 
 
 def checkpoint_problems(ckpt: Any) -> list[str]:

@@ -9,23 +9,67 @@ import torch
 
 from snncli import pretrained
 from snncli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from snncli.data import normalise
 from snncli.errors import CheckpointError
 
+from conftest import synthetic_split
 
-def test_compact_halves_the_weights_and_drops_the_training_state(mlp_checkpoint, tmp_path):
+
+def test_compact_stores_int8_rows_and_drops_the_training_state(mlp_checkpoint, tmp_path):
     last = mlp_checkpoint.with_name("mlp.last.pt")
     ckpt = load_checkpoint(last)
     assert "training_state" in ckpt
     small = pretrained.compact(ckpt, "mlp.last.pt")
     assert "training_state" not in small and small["bundled"]["source"] == "mlp.last.pt"
-    assert all(v.dtype == torch.float16 for v in small["state_dict"].values()
-               if v.is_floating_point())
+    assert small["format_version"] == 2 and set(small["weight_scales"]) == {
+        k for k, v in ckpt["state_dict"].items() if v.dim() >= 2
+    }
+    assert small["state_dict"]["fc1.weight"].dtype == torch.int8
+    assert small["state_dict"]["fc1.bias"].dtype == torch.float16
     path = save_checkpoint(small, tmp_path / "mlp.pt")
-    assert path.stat().st_size < 0.6 * mlp_checkpoint.stat().st_size
-    full, half = model_from_checkpoint(ckpt), model_from_checkpoint(load_checkpoint(path))
-    assert half.fc1.weight.dtype == torch.float32  # loads into the usual model
-    x = torch.rand(16, 1, 28, 28)
-    torch.testing.assert_close(half(x).mean(0), full(x).mean(0), atol=2e-2, rtol=2e-2)
+    assert path.stat().st_size < 0.3 * mlp_checkpoint.stat().st_size
+    loaded = load_checkpoint(path)
+    scale = small["weight_scales"]["fc1.weight"][:, None]
+    error = (loaded["state_dict"]["fc1.weight"] - ckpt["state_dict"]["fc1.weight"]).abs()
+    assert bool((error <= scale / 2 + 1e-7).all())  # rounding to the nearest of 255 levels
+    full, small_model = model_from_checkpoint(ckpt), model_from_checkpoint(loaded)
+    assert small_model.fc1.weight.dtype == torch.float32  # loads into the usual model
+    images, _ = synthetic_split(100, seed=5)  # digits, not noise: away from class boundaries
+    x = normalise(torch.from_numpy(images), **ckpt["normalisation"])
+    agree = small_model(x).mean(0).argmax(-1) == full(x).mean(0).argmax(-1)
+    assert agree.float().mean() >= 0.97
+
+
+def test_half_precision_compaction_stays_available(mlp_checkpoint):
+    small = pretrained.compact(load_checkpoint(mlp_checkpoint), "mlp.pt", dtype="float16")
+    assert "weight_scales" not in small and small["format_version"] == 1
+    assert small["state_dict"]["fc1.weight"].dtype == torch.float16
+
+
+def test_damaged_int8_scales_are_one_line_each(mlp_checkpoint, tmp_path):
+    small = pretrained.compact(load_checkpoint(mlp_checkpoint), "mlp.pt")
+    small["weight_scales"]["fc1.weight"] = small["weight_scales"]["fc1.weight"][:3]
+    small["weight_scales"]["fc2.weight"] = torch.full_like(small["weight_scales"]["fc2.weight"],
+                                                           float("nan"))
+    path = save_checkpoint(small, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError) as failure:
+        load_checkpoint(path)
+    lines = str(failure.value).splitlines()
+    assert len(lines) == 2 and all("bad.pt: weight_scales fc" in line for line in lines)
+
+
+def test_compaction_refuses_to_move_mnist_accuracy(mlp_checkpoint, tiny_mnist, monkeypatch,
+                                                   tmp_path, capsys):
+    monkeypatch.setattr(pretrained, "BUNDLED_DIR", tmp_path / "bundled")
+    pretrained.main([str(mlp_checkpoint), "--data-dir", str(tiny_mnist)])
+    bundled = load_checkpoint(tmp_path / "bundled" / "mlp.pt")["bundled"]
+    assert abs(bundled["test_accuracy_after"] - bundled["test_accuracy_before"]) <= 5e-4
+    assert "MNIST test" in capsys.readouterr().out
+    monkeypatch.setattr(pretrained, "MAX_ACCURACY_CHANGE", -1.0)  # any change is too much
+    (tmp_path / "bundled" / "mlp.pt").unlink()
+    with pytest.raises(SystemExit, match="moves its MNIST accuracy"):
+        pretrained.main([str(mlp_checkpoint), "--data-dir", str(tiny_mnist)])
+    assert not (tmp_path / "bundled" / "mlp.pt").exists()
 
 
 def test_the_newest_checkpoint_is_chosen_else_the_bundled_weights(mlp_checkpoint, tmp_path,
