@@ -216,15 +216,21 @@ def _bundled_table():
     if not names:
         return "[dim]no bundled weights in this install: train a model with 'snn train'[/]"
     table = Table(title="Bundled weights (used when no checkpoint is given)")
-    for column in ("model", "recipe", "MNIST test accuracy", "file"):
+    for column in ("model", "recipe", "MNIST test accuracy", "user digits", "size", "file"):
         table.add_column(column)
     for name in names:
-        ckpt = load_checkpoint(bundled_path(name))
-        accuracy = ckpt.get("metrics", {}).get("test_accuracy")
-        shown = f"{100 * accuracy:.2f}%" if accuracy is not None else "-"
-        table.add_row(name, str(ckpt.get("recipe", {}).get("recipe", "-")), shown,
-                      str(bundled_path(name)))
+        path = bundled_path(name)
+        ckpt = load_checkpoint(path)
+        bundled = ckpt.get("bundled", {})
+        mnist = bundled.get("test_accuracy_after", ckpt.get("metrics", {}).get("test_accuracy"))
+        users = bundled.get("user_digits_accuracy")
+        table.add_row(name, str(ckpt.get("recipe", {}).get("recipe", "-")), _percent(mnist),
+                      _percent(users), f"{path.stat().st_size / 1e6:.1f} MB", str(path))
     return table
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.2f}%"
 
 
 def _setting(key: str, value) -> str:

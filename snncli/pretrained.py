@@ -101,6 +101,21 @@ def accuracy_change(ckpt: dict, small: dict, data_dir: str | None) -> dict:
     return {"test_accuracy_before": before, "test_accuracy_after": after}
 
 
+def user_digit_accuracy(ckpt: dict, folder: str | Path) -> dict:
+    """Share of the images in `folder` (each named after its digit, like tests/data/
+    user_digits/7_ballpoint_0003.jpg) that the checkpoint reads right, in fp32."""
+    from .checkpoint import expand_stored_weights
+    from .predict import Prediction, predict_files
+    from .runtime import resolve_device
+
+    loaded = dict(ckpt)
+    expand_stored_weights(loaded)
+    _, results = predict_files(loaded, [str(folder)], resolve_device("cpu"), precision="fp32")
+    right = [isinstance(r, Prediction) and r.prediction == int(Path(r.path).name[0])
+             for r in results]
+    return {"user_digits_accuracy": sum(right) / len(right), "user_digits_images": len(right)}
+
+
 def main(argv: list[str]) -> None:
     """Compact each trained checkpoint given into snncli/pretrained/<model>.pt, after checking
     on MNIST's test set (`--data-dir DIR`) that compaction moves its accuracy by at most
@@ -110,6 +125,8 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m snncli.pretrained")
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--data-dir")
+    parser.add_argument("--user-digits", help="also record the share of this folder's images "
+                        "(named after their digit) read right")
     args = parser.parse_args(argv)
     for source in args.checkpoints:
         ckpt = load_checkpoint(source)
@@ -118,10 +135,14 @@ def main(argv: list[str]) -> None:
         moved = abs(change["test_accuracy_after"] - change["test_accuracy_before"]) * 100
         if moved > MAX_ACCURACY_CHANGE:
             sys.exit(f"error: compacting {source} moves its MNIST accuracy by {moved:.2f} points")
+        if args.user_digits:
+            change |= user_digit_accuracy(small, args.user_digits)
         small["bundled"] |= change
         target = save_checkpoint(small, bundled_path(ckpt["model"]))
+        users = f", user digits {change['user_digits_accuracy']:.2%}" if args.user_digits else ""
         print(f"{source} -> {target} ({target.stat().st_size / 1e6:.2f} MB), MNIST test "
-              f"{change['test_accuracy_before']:.2%} -> {change['test_accuracy_after']:.2%}")
+              f"{change['test_accuracy_before']:.2%} -> {change['test_accuracy_after']:.2%}"
+              f"{users}")
 
 
 if __name__ == "__main__":

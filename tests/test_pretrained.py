@@ -11,8 +11,9 @@ from snncli import pretrained
 from snncli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from snncli.data import normalise
 from snncli.errors import CheckpointError
+from snncli.predict import predict_files
 
-from conftest import synthetic_split
+from conftest import paper, synthetic_split
 
 
 def test_compact_stores_int8_rows_and_drops_the_training_state(mlp_checkpoint, tmp_path):
@@ -70,6 +71,24 @@ def test_compaction_refuses_to_move_mnist_accuracy(mlp_checkpoint, tiny_mnist, m
     with pytest.raises(SystemExit, match="moves its MNIST accuracy"):
         pretrained.main([str(mlp_checkpoint), "--data-dir", str(tiny_mnist)])
     assert not (tmp_path / "bundled" / "mlp.pt").exists()
+
+
+def test_compaction_records_the_user_digit_accuracy(mlp_checkpoint, tiny_mnist, monkeypatch,
+                                                    tmp_path, capsys):
+    monkeypatch.setattr(pretrained, "BUNDLED_DIR", tmp_path / "bundled")
+    digits = tmp_path / "digits"
+    digits.mkdir()
+    for digit in range(10):
+        paper(digit).save(digits / f"{digit}_paper_{digit:04d}.png")
+    pretrained.main([str(mlp_checkpoint), "--data-dir", str(tiny_mnist),
+                     "--user-digits", str(digits)])
+    bundled = load_checkpoint(tmp_path / "bundled" / "mlp.pt")
+    _, results = predict_files(bundled, [str(digits)], torch.device("cpu"),
+                               precision="fp32")
+    right = sum(r.prediction == int(Path(r.path).name[0]) for r in results)
+    assert bundled["bundled"]["user_digits_images"] == 10
+    assert bundled["bundled"]["user_digits_accuracy"] == right / 10
+    assert f"user digits {right / 10:.2%}" in capsys.readouterr().out
 
 
 def test_the_newest_checkpoint_is_chosen_else_the_bundled_weights(mlp_checkpoint, tmp_path,
