@@ -238,7 +238,8 @@ def _flattened(grey: np.ndarray) -> np.ndarray:
     """`grey` less a smooth quadratic surface fitted to it (least squares on every fourth
     pixel): a shadow across the page and vignetting; thin strokes are too few to bend it much
     (a large thick ring does, hence only after the plain test)."""
-    coef = np.linalg.lstsq(_quadratic(grey.shape, 4), grey[::4, ::4].ravel(), rcond=None)[0]
+    terms = _quadratic(grey.shape, 4)
+    coef = np.linalg.lstsq(terms.T @ terms, terms.T @ grey[::4, ::4].ravel(), rcond=None)[0]
     return grey - (_quadratic(grey.shape, 1) @ coef).reshape(grey.shape)
 
 
@@ -261,12 +262,15 @@ def remove_background(grey: np.ndarray, paper: bool = False) -> np.ndarray:
     `paper`: `grey` is an inverted photo of dark ink on paper, so one minus the background is
     the paper's brightness, and the ink's depth is divided by it: light falls on ink and paper
     alike, so a stroke in a shadow is as deep, relative to its paper, as one in full light.
-    The background is estimated on an edge-padded copy, so a stroke near the border is not
-    taken for background."""
+    The background is estimated as if the image went on beyond its border as its edge pixels
+    do (not mirrored, as the filters would by default): a stroke near the border is then not
+    mirrored into a wider one and taken for background, and ink at the border does not darken
+    the estimate beside it. The filters reach half their width, so that much padding does."""
     size = _background_size(grey)
-    padded = np.pad(grey, size, mode="edge")
-    background = ndimage.grey_opening(padded, size=(size, size))
-    background = ndimage.uniform_filter(background, size=size)[size:-size, size:-size]
+    pad = size // 2 + 1
+    padded = np.pad(grey, pad, mode="edge")
+    background = ndimage.grey_opening(padded, size=(size, size), mode="nearest")
+    background = ndimage.uniform_filter(background, size=size, mode="nearest")[pad:-pad, pad:-pad]
     flat = np.clip(grey - background, 0, None)
     if paper:
         flat = flat / np.maximum(1.0 - background, 0.1)

@@ -271,7 +271,7 @@ def test_chalk_on_a_mid_grey_board_is_light_ink():
     board[20:100, 55:62] += 0.35  # a chalk 1
     assert np.median(board[:6]) > 0.5 and not ink_is_dark(board)
     flat = remove_background(fix_polarity(board))
-    assert flat[60, 58] == pytest.approx(1.0, abs=0.02) and flat[60, 20] == 0
+    assert flat[60, 58] == pytest.approx(1.0, abs=0.02) and flat[60, 20] < 0.05
 
 
 def test_ink_on_paper_is_as_deep_in_a_shadow_as_in_the_light():
