@@ -39,7 +39,17 @@ and ``rgba`` (opaque ink on a transparent background; PNG). File names are
 ``{label}_{source}_{style}_{index}.{ext}``. Every image uses its own RNG seeded with
 (seed, digit, index), so the output is reproducible.
 
-Usage: ``.venv/bin/python benchmarks/make_user_digits.py [--out DIR] [--per-digit N] [--seed S]``
+Six kinds added for what real users' images held and these styles did not (issue 21), 20
+each by default, every image from an RNG seeded with (seed, 100 + kind, index), so the first
+300 images come out as before: ``small1px`` (a digit drawn at 24-40 px with a 1-pixel pencil),
+``mnistlike`` (28x28, already made like MNIST), ``ringgrey`` (a thick marker 0, or a thick
+4/6/8/9, photographed on grey paper in dim, uneven light), ``edgefragment`` (a digit cut from a
+row, with a piece of its neighbour clipped by the edge), ``ballpoint`` (thin, faint ballpoint
+on tinted paper, out of focus) and ``euro`` (European 1s: a long flag, often a base serif).
+Their names are ``{label}_{source}_{kind}_{index}.{ext}``.
+
+Usage: ``.venv/bin/python benchmarks/make_user_digits.py [--out DIR] [--per-digit N]
+[--per-kind N] [--seed S]``
 """
 
 from __future__ import annotations
@@ -152,19 +162,33 @@ def stroke_mask(digit: int, rng: np.random.Generator) -> Image.Image:
     shear, sx = rng.uniform(-0.12, 0.12), rng.uniform(0.8, 1.15)
     wobble = rng.uniform(0.01, 0.03)
     width = int(rng.uniform(0.035, 0.13) * size)
-    im = Image.new("L", (size + 120, size + 120), 0)
-    draw = ImageDraw.Draw(im)
-    # One random offset per distinct template point, so that joints (where two strokes meet or
-    # where the curve of an 8 crosses itself) stay joined after the jitter.
+    return brush(jitter(strokes, rng, shear, sx, wobble), size, width)
+
+
+def jitter(strokes, rng: np.random.Generator, shear: float, sx: float, wobble: float) -> list:
+    """Template strokes slanted, widened and wobbled, curves smoothed: point arrays (unit box).
+
+    One random offset per distinct template point, so that joints (where two strokes meet or
+    where the curve of an 8 crosses itself) stay joined after the jitter."""
     offset = {pt: rng.normal(0, wobble, 2) for _, pts in strokes for pt in pts}
+    out = []
     for kind, pts in strokes:
         p = np.array([np.add(pt, offset[pt]) for pt in pts])
         p[:, 0] = 0.5 + (p[:, 0] - 0.5) * sx - shear * (p[:, 1] - 0.5)
-        if kind == "c":
-            p = catmull_rom(p)
+        out.append(catmull_rom(p) if kind == "c" else p)
+    return out
+
+
+def brush(paths: list, size: int, width: int, round_joints: bool = False) -> Image.Image:
+    """Unit-box point arrays drawn `size` pixels to the unit with a round brush: 'L' ink mask.
+    `round_joints` stamps the brush at every point too (wide brushes otherwise leave slits
+    between the segments of a curve)."""
+    im = Image.new("L", (size + 120, size + 120), 0)
+    draw = ImageDraw.Draw(im)
+    for p in paths:
         xy = [(60 + x * size, 60 + y * size) for x, y in p]
         draw.line(xy, fill=255, width=width, joint="curve")
-        for x, y in (xy[0], xy[-1]):  # round brush ends
+        for x, y in xy if round_joints else (xy[0], xy[-1]):  # round brush ends
             r = width / 2
             draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
     return im.crop(im.getbbox())
@@ -179,11 +203,16 @@ def rotate(mask: Image.Image, digit: int, rng: np.random.Generator) -> Image.Ima
 
 
 def place(
-    mask: Image.Image, w: int, h: int, rng: np.random.Generator, aliased: bool = False
+    mask: Image.Image,
+    w: int,
+    h: int,
+    rng: np.random.Generator,
+    aliased: bool = False,
+    span: tuple[float, float] = (0.2, 0.8),
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Scale to 20-80% of the canvas and put it off-centre: mask in 0..1 and its bbox."""
-    lo = max(0.2, 18 / min(w, h))  # never smaller than ~18 px: must stay readable
-    th = int(rng.uniform(lo, max(lo, 0.8)) * min(w, h))
+    """Scale to 20-80% (`span`) of the canvas and put it off-centre: mask in 0..1 and its bbox."""
+    lo = max(span[0], 18 / min(w, h))  # never smaller than ~18 px: must stay readable
+    th = int(rng.uniform(lo, max(lo, span[1])) * min(w, h))
     tw = max(1, round(mask.width * th / mask.height))
     if tw > w - 4:
         tw, th = w - 4, round(mask.height * (w - 4) / mask.width)
@@ -341,10 +370,284 @@ def save(im: Image.Image, style: str, stem: Path, rng: np.random.Generator) -> P
     return path
 
 
+# Kinds of image that real users' digits hold and the styles above do not (issue 21): each
+# comes from its own RNG streams, (seed, KIND_STREAM + kind's position, index), so adding or
+# changing one leaves every other image as it was.
+KIND_STREAM = 100
+
+
+def rotated(paths: list, degrees: float) -> list:
+    """Unit-box point arrays turned about the box's centre."""
+    a = np.radians(degrees)
+    turn = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+    return [(p - 0.5) @ turn + 0.5 for p in paths]
+
+
+def template_paths(digit: int, rng: np.random.Generator, wobble: float = 0.02) -> list:
+    """A randomly chosen template of `digit`, jittered and turned by up to 8 degrees."""
+    variants = TEMPLATES[digit]
+    strokes = variants[rng.integers(len(variants))]
+    paths = jitter(strokes, rng, rng.uniform(-0.12, 0.12), rng.uniform(0.85, 1.15), wobble)
+    return rotated(paths, rng.uniform(-8, 8) if digit not in (1, 7) else rng.uniform(-4, 4))
+
+
+def euro_one(rng: np.random.Generator) -> list:
+    """A European 1: a long up-stroke flag (straight or curved) rising to the top of the stem,
+    and a base serif half of the time (unit box)."""
+    stem = rng.uniform(0.5, 0.62)
+    flag = (stem - rng.uniform(0.2, 0.42), rng.uniform(0.18, 0.45))
+    if rng.random() < 0.3:
+        bend = (stem - 0.45 * (stem - flag[0]), 0.04 + 0.3 * (flag[1] - 0.04))
+        strokes = [("c", [flag, bend, (stem, 0.04)]), ("l", [(stem, 0.04), (stem, 0.96)])]
+    else:
+        strokes = [("l", [flag, (stem, 0.04), (stem, 0.96)])]
+    if rng.random() < 0.5:
+        half = rng.uniform(0.15, 0.28)
+        strokes.append(("l", [(stem - half, 0.96), (stem + half * rng.uniform(0.8, 1.2), 0.96)]))
+    return strokes
+
+
+def paper_photo(
+    m: np.ndarray,
+    rng: np.random.Generator,
+    paper: np.ndarray,
+    pen: np.ndarray,
+    opacity: float,
+    darkest: float,
+    blur: float,
+) -> Image.Image:
+    """Ink through the 0..1 mask on paper, under a light field, with texture and blur."""
+    h, w = m.shape
+    img = np.broadcast_to(paper, (h, w, 3)).copy()
+    img = ink(img, m, pen, opacity)
+    img = img * lighting(w, h, rng, darkest)[..., None]
+    img += texture(w, h, rng, rng.uniform(1, 6))[..., None]
+    return Image.fromarray(img.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(blur))
+
+
+def save_kind(im: Image.Image, stem: Path, rng: np.random.Generator, jpeg: bool) -> Path:
+    """JPEG q55-85 or PNG; a third of the RGB ones in greyscale."""
+    if im.mode == "RGB" and rng.random() < 0.33:
+        im = im.convert("L")
+    path = stem.with_suffix(".jpg" if jpeg else ".png")
+    if jpeg:
+        im.save(path, quality=int(rng.integers(55, 86)))
+    else:
+        im.save(path, optimize=True)
+    return path
+
+
+def make_small1px(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """A digit drawn at its final small size (24-40 px) with a 1-pixel pencil, aliased or
+    anti-aliased, either polarity: a drawing made in a tiny canvas (PNG)."""
+    digit = i % 10
+    paths = template_paths(digit, rng)
+    w = int(rng.choice([28, 28, 28, 24, 32, 36, 40]))
+    h = w if rng.random() < 0.7 else int(w * rng.uniform(0.8, 1.2))
+    height = rng.uniform(0.62, 0.9) * min(w, h)
+    centre = (rng.uniform(0.42, 0.58) * w, rng.uniform(0.44, 0.56) * h)
+    zoom = 1 if rng.random() < 0.6 else 4  # 4: drawn large with a 4-px pen, then reduced
+    im = Image.new("L", (w * zoom, h * zoom), 0)
+    draw = ImageDraw.Draw(im)
+    for p in paths:
+        xy = [(zoom * (centre[0] + (x - 0.5) * height), zoom * (centre[1] + (y - 0.5) * height))
+              for x, y in p]
+        draw.line(xy, fill=255, width=zoom, joint="curve" if zoom > 1 else None)
+    m = np.asarray(im.resize((w, h), Image.Resampling.BOX), np.float32) / 255
+    if rng.random() < 0.55:
+        bg, fg = (255, 255, 255), [(0, 0, 0), (0, 0, 0), (30, 40, 200)][rng.integers(3)]
+    else:
+        bg, fg = (0, 0, 0), (255, 255, 255)
+    img = ink(np.broadcast_to(np.array(bg, np.float32), (h, w, 3)).copy(), m, np.array(fg), 1.0)
+    return digit, "stroke", Image.fromarray(img.round().astype(np.uint8)), rng.random() < 0.25
+
+
+def thick_enough(mask: Image.Image, share: float) -> Image.Image:
+    """The glyph dilated until its mean stroke width is `share` of its height."""
+    for _ in range(12):
+        a = np.asarray(mask) > 127
+        edge = a & ~np.pad(a, 1)[2:, 1:-1] | a & ~np.pad(a, 1)[:-2, 1:-1]
+        edge |= a & ~np.pad(a, 1)[1:-1, 2:] | a & ~np.pad(a, 1)[1:-1, :-2]
+        if 2 * a.sum() / max(edge.sum(), 1) >= share * mask.height:
+            break
+        mask = mask.filter(ImageFilter.MaxFilter(5))
+    return mask
+
+
+def make_mnistlike(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """A 28x28 image already made like MNIST (digit fitted to about 20x20, anti-aliased,
+    centred by mass to within a pixel): what an MNIST-style drawing pad exports."""
+    digit = i % 10
+    if fonts and rng.random() < 0.5:
+        key, path = fonts[rng.integers(len(fonts))]
+        source, mask = f"font-{key}", font_mask(digit, path, rng)
+    else:
+        paths = template_paths(digit, rng)
+        source, mask = "stroke", brush(paths, 240, int(rng.uniform(0.1, 0.15) * 240), True)
+    mask = thick_enough(rotate(mask, digit, rng), rng.uniform(0.1, 0.15))
+    side = int(rng.integers(18, 21))
+    scale = side / max(mask.size)
+    size = (max(1, round(mask.width * scale)), max(1, round(mask.height * scale)))
+    small = np.asarray(mask.resize(size, Image.Resampling.LANCZOS), np.float32) / 255
+    ys, xs = np.nonzero(small > 0)
+    weights = small[ys, xs]
+    cy, cx = (ys * weights).sum() / weights.sum(), (xs * weights).sum() / weights.sum()
+    top = int(np.clip(round(14 - cy) + rng.integers(-1, 2), 1, 27 - size[1]))
+    left = int(np.clip(round(14 - cx) + rng.integers(-1, 2), 1, 27 - size[0]))
+    canvas = np.zeros((28, 28), np.float32)
+    canvas[top : top + size[1], left : left + size[0]] = small.clip(0, 1)
+    if rng.random() < 0.25:
+        canvas = 1 - canvas
+    im = Image.fromarray((canvas * 255).round().astype(np.uint8))
+    return digit, source, im, bool(rng.random() < 0.25)
+
+
+def ring(rng: np.random.Generator) -> Image.Image:
+    """A thick 0 drawn with a marker: an ellipse outline or the 0 template, 16-26% of its
+    height wide."""
+    thickness = rng.uniform(0.16, 0.26)
+    if rng.random() < 0.5:
+        height, aspect = 240, rng.uniform(0.55, 0.85)
+        im = Image.new("L", (int(height * aspect) + 20, height + 20), 0)
+        width = int(thickness * height)
+        ImageDraw.Draw(im).ellipse((10, 10, 10 + int(height * aspect), 10 + height),
+                                   outline=255, width=width)
+        return im.crop(im.getbbox())
+    return brush(template_paths(0, rng, wobble=0.015), 240, int(thickness * 240), True)
+
+
+def make_ringgrey(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """A marker digit (mostly a thick 0) photographed on grey paper in poor light: a strong
+    shadow across the page and often a soft darker patch (the phone's shadow); JPEG."""
+    digit = 0 if i < 12 else (4, 6, 8, 9)[i % 4]
+    if digit == 0:
+        mask = ring(rng)
+    else:
+        width = int(rng.uniform(0.13, 0.17) * 240)
+        mask = brush(template_paths(digit, rng, 0.015), 240, width, True)
+    w, h = canvas_size(rng, 300)
+    m, _ = place(rotate(mask, digit, rng), w, h, rng, span=(0.45, 0.85))
+    grey = rng.uniform(105, 175)
+    paper = np.array([grey, grey, grey * rng.uniform(0.92, 1.0)], np.float32)
+    paper += rng.uniform(-5, 5, 3)
+    pen = np.array([(20, 20, 25), (30, 35, 70), (45, 40, 40)][rng.integers(3)], np.float32)
+    im = paper_photo(m, rng, paper, pen, rng.uniform(0.8, 0.95), rng.uniform(0.4, 0.7),
+                     rng.uniform(0.3, 1.2))
+    if rng.random() < 0.6:  # a soft shadow over part of the page
+        yy, xx = np.mgrid[0:h, 0:w]
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.3, 0.7) * max(w, h)
+        fall = np.clip(1 - np.hypot(xx - cx, yy - cy) / r, 0, 1) ** 0.7
+        shade = 1 - rng.uniform(0.2, 0.45) * fall
+        im = Image.fromarray((np.asarray(im, np.float32) * shade[..., None]).astype(np.uint8))
+    return digit, "stroke", im, True
+
+
+def any_glyph(digit: int, rng: np.random.Generator, fonts: list) -> tuple[str, Image.Image]:
+    if fonts and rng.random() < 0.5:
+        key, path = fonts[rng.integers(len(fonts))]
+        return f"font-{key}", rotate(font_mask(digit, path, rng), digit, rng)
+    paths = template_paths(digit, rng)
+    return "stroke", brush(paths, 240, int(rng.uniform(0.05, 0.12) * 240), True)
+
+
+def scaled(mask: Image.Image, height: int) -> np.ndarray:
+    width = max(1, round(mask.width * height / mask.height))
+    return np.asarray(mask.resize((width, height), Image.Resampling.LANCZOS), np.float32) / 255
+
+
+def make_edgefragment(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """One digit cut from a row of them: part of a neighbour is clipped by the left or right
+    edge (both, a fifth of the time), a gap away from the digit; a photo (JPEG) or a drawing
+    (PNG)."""
+    digit = i % 10
+    source, mask = any_glyph(digit, rng, fonts)
+    h = int(rng.uniform(70, 240))
+    height = int(rng.uniform(0.45, 0.75) * h)
+    main = scaled(mask, height)
+    sides = ["left", "right"] if rng.random() < 0.2 else [["left", "right"][rng.integers(2)]]
+    parts = {}
+    for side in sides:
+        frag = scaled(any_glyph(int(rng.integers(10)), rng, fonts)[1], height)
+        seen = max(3, int(rng.uniform(0.15, 0.5) * frag.shape[1]))
+        gap = max(3, int(rng.uniform(0.1, 0.3) * height))
+        part = frag[:, -seen:] if side == "left" else frag[:, :seen]
+        parts[side] = (part, gap, int(rng.integers(-height // 10, height // 10 + 1)))
+    margin = [int(rng.uniform(0.1, 0.4) * height) for _ in range(2)]
+    left = parts["left"][0].shape[1] + parts["left"][1] if "left" in parts else margin[0]
+    right = parts["right"][0].shape[1] + parts["right"][1] if "right" in parts else margin[1]
+    w = left + main.shape[1] + right
+    m = np.zeros((h, w), np.float32)
+    top = (h - height) // 2 + int(rng.integers(-h // 10, h // 10 + 1))
+    m[top : top + height, left : left + main.shape[1]] = main
+    for side, (part, _, shift) in parts.items():
+        y = int(np.clip(top + shift, 0, h - height))
+        x = 0 if side == "left" else w - part.shape[1]
+        spot = (slice(y, y + height), slice(x, x + part.shape[1]))
+        m[spot] = np.maximum(m[spot], part)
+    if rng.random() < 0.7:
+        pen = np.array([(25, 25, 30), (35, 45, 125), (80, 80, 85)][rng.integers(3)], np.float32)
+        im = paper_photo(m, rng, paper_colour(rng), pen, rng.uniform(0.85, 1.0), 0.6,
+                         rng.uniform(0, 0.8))
+        return digit, source, im, True
+    img = ink(np.full((h, w, 3), 255, np.float32), m, np.zeros(3, np.float32), 1.0)
+    return digit, source, Image.fromarray(img.round().astype(np.uint8)), False
+
+
+TINTED_PAPER = [(245, 236, 185), (246, 222, 226), (214, 228, 244), (222, 240, 214),
+                (205, 205, 200), (214, 192, 152)]
+BALLPOINT = [(40, 60, 150), (30, 40, 110), (40, 40, 50), (70, 40, 120)]
+
+
+def ballpoint_photo(mask: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A blurry phone photo of thin ballpoint ink (uneven pressure) on tinted paper."""
+    w, h = canvas_size(rng, 400)
+    m, _ = place(mask, w, h, rng, span=(0.35, 0.75))
+    small = rng.uniform(0.45, 1.0, (h // 24 + 2, w // 24 + 2)).astype(np.float32)
+    pressure = np.asarray(Image.fromarray(small, mode="F").resize((w, h), Image.BICUBIC))
+    paper = np.array(TINTED_PAPER[rng.integers(len(TINTED_PAPER))], np.float32)
+    pen = np.array(BALLPOINT[rng.integers(len(BALLPOINT))], np.float32)
+    blur = rng.uniform(0.008, 0.02) * min(w, h) + 0.5
+    return paper_photo(m * pressure.clip(0, 1), rng, paper + rng.uniform(-6, 6, 3), pen,
+                       rng.uniform(0.55, 0.85), rng.uniform(0.5, 0.85), blur)
+
+
+def make_ballpoint(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """Ballpoint on tinted paper, photographed out of focus (JPEG)."""
+    digit = i % 10
+    paths = template_paths(digit, rng)
+    mask = rotate(brush(paths, 240, int(rng.uniform(0.02, 0.045) * 240), True), digit, rng)
+    return digit, "stroke", ballpoint_photo(mask, rng), True
+
+
+def make_euro(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """A European 1 (long flag, often a base serif): a photo, a ballpoint photo or a drawing."""
+    shear, sx, wobble = rng.uniform(-0.1, 0.1), rng.uniform(0.85, 1.15), rng.uniform(0.01, 0.02)
+    paths = rotated(jitter(euro_one(rng), rng, shear, sx, wobble), rng.uniform(-4, 4))
+    style = ["photo", "ballpoint", "drawing"][i % 3]
+    width = rng.uniform(0.025, 0.05) if style == "ballpoint" else rng.uniform(0.04, 0.12)
+    mask = brush(paths, 240, int(width * 240), True)
+    if style == "ballpoint":
+        return 1, "stroke", ballpoint_photo(mask, rng), True
+    if style == "photo":
+        return 1, "stroke", make_photo(mask, rng), True
+    return 1, "stroke", make_drawing(mask, rng), False
+
+
+KINDS = {
+    "small1px": make_small1px,
+    "mnistlike": make_mnistlike,
+    "ringgrey": make_ringgrey,
+    "edgefragment": make_edgefragment,
+    "ballpoint": make_ballpoint,
+    "euro": make_euro,
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("tests/data/user_digits"))
     ap.add_argument("--per-digit", type=int, default=30)
+    ap.add_argument("--per-kind", type=int, default=20, help="images of each added kind")
     ap.add_argument("--seed", type=int, default=2024)
     args = ap.parse_args()
     fonts = available_fonts()
@@ -367,6 +670,12 @@ def main() -> None:
             save(im, style, args.out / f"{digit}_{source}_{style}_{i:04d}", rng)
             counts[source.split("-")[0]] += 1
             counts[style] += 1
+    for k, (kind, make) in enumerate(KINDS.items()):
+        for i in range(args.per_kind):
+            rng = np.random.default_rng([args.seed, KIND_STREAM + k, i])
+            digit, source, im, jpeg = make(i, rng, fonts)
+            save_kind(im, args.out / f"{digit}_{source}_{kind}_{i:04d}", rng, jpeg)
+            counts[kind] += 1
     print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
 
 

@@ -27,6 +27,11 @@ MAX_PIXELS = 50_000_000  # larger images are refused before decoding (decompress
 # Median MNIST stroke width in its 20x20 box by `stroke_width` (2,000 test digits: 2.64;
 # 10% are under 2.1, 10% over 3.7).
 MNIST_STROKE = 2.6
+SMALL = 64  # images whose longer side is under this are enlarged before analysis
+# An MNIST-like 28x28 input passes unchanged but for re-centring when its strokes are at least
+# this wide by `mass_width` (MNIST's test digits: median 1.82, 5% under 1.2; a 1-pixel line
+# scores 0.7-1.0, so such drawings take the full path and are thickened).
+MNIST_MIN_WIDTH = 1.2
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
@@ -182,6 +187,19 @@ def reduce_size(grey: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
     return np.asarray(img, dtype=np.float64)
 
 
+def enlarge_small(grey: np.ndarray) -> np.ndarray:
+    """Scale up (bilinear) an image under SMALL pixels a side by a whole factor to at least
+    2 * SMALL: at 28x28 a 1-pixel stroke cannot be measured or thickened by fractions of a
+    pixel, while five times larger it can."""
+    h, w = grey.shape
+    if max(h, w) >= SMALL:
+        return grey
+    factor = -(-2 * SMALL // max(h, w))
+    img = Image.fromarray(grey.astype(np.float32), mode="F")
+    img = img.resize((w * factor, h * factor), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.float64)
+
+
 def border_values(grey: np.ndarray) -> np.ndarray:
     h, w = grey.shape
     m = max(1, min(h, w) // 20)
@@ -190,18 +208,72 @@ def border_values(grey: np.ndarray) -> np.ndarray:
     )
 
 
+def _background_size(grey: np.ndarray) -> int:
+    """Width of the filters that estimate the background: wider than any stroke."""
+    return max(3, min(grey.shape) // 3)
+
+
+def ink_is_dark(grey: np.ndarray) -> bool:
+    """Whether the digit is darker than its background. A clearly light or dark border
+    decides. A mid-grey one (grey paper in dim light, a shadow) does not; then the side that
+    reaches further beyond the border's range of values holds the ink: paper in uneven light
+    spans a range, ink lies well outside it (a thick ring's inside, paper too, does not).
+    Faint ink in a strong gradient may stay within that range; then the same test runs with
+    the gradient taken out (`_flattened`), and failing that, the border's level decides."""
+    border = border_values(grey)
+    level = np.median(border)
+    if not 0.3 < level < 0.7:
+        return bool(level > 0.5)
+    for image in (grey, _flattened(grey)):
+        smooth = ndimage.median_filter(image, size=3)
+        low, high = np.percentile(border_values(smooth), [5, 95])
+        darkest, brightest = np.percentile(smooth, [0.2, 99.8])
+        dark, light = low - darkest, brightest - high
+        if abs(dark - light) >= 0.03:
+            return bool(dark > light)
+    return bool(level > 0.5)
+
+
+def _flattened(grey: np.ndarray) -> np.ndarray:
+    """`grey` less a smooth quadratic surface fitted to it (least squares on every fourth
+    pixel): a shadow across the page and vignetting; thin strokes are too few to bend it much
+    (a large thick ring does, hence only after the plain test)."""
+    terms = _quadratic(grey.shape, 4)
+    coef = np.linalg.lstsq(terms.T @ terms, terms.T @ grey[::4, ::4].ravel(), rcond=None)[0]
+    return grey - (_quadratic(grey.shape, 1) @ coef).reshape(grey.shape)
+
+
+def _quadratic(shape: tuple[int, int], step: int) -> np.ndarray:
+    """[pixels, 6]: 1, x, y, x*x, x*y, y*y at every `step`-th pixel (x, y from -0.5 to 0.5)."""
+    h, w = shape
+    y, x = np.mgrid[0:h:step, 0:w:step]
+    y, x = y.ravel() / h - 0.5, x.ravel() / w - 0.5
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+
+
 def fix_polarity(grey: np.ndarray) -> np.ndarray:
-    """Make the digit bright on a dark background: the border tells the background's brightness."""
-    return 1.0 - grey if np.median(border_values(grey)) > 0.5 else grey
+    """Make the digit bright on a dark background (see `ink_is_dark`)."""
+    return 1.0 - grey if ink_is_dark(grey) else grey
 
 
-def remove_background(grey: np.ndarray) -> np.ndarray:
-    """Subtract uneven lighting (a grey opening wider than strokes) and stretch contrast to 0-1."""
-    h, w = grey.shape
-    size = max(3, min(h, w) // 3)
-    background = ndimage.grey_opening(grey, size=(size, size))
-    background = ndimage.uniform_filter(background, size=size)
+def remove_background(grey: np.ndarray, paper: bool = False) -> np.ndarray:
+    """Subtract uneven lighting (a grey opening wider than strokes) and stretch contrast to 0-1.
+
+    `paper`: `grey` is an inverted photo of dark ink on paper, so one minus the background is
+    the paper's brightness, and the ink's depth is divided by it: light falls on ink and paper
+    alike, so a stroke in a shadow is as deep, relative to its paper, as one in full light.
+    The background is estimated as if the image went on beyond its border as its edge pixels
+    do (not mirrored, as the filters would by default): a stroke near the border is then not
+    mirrored into a wider one and taken for background, and ink at the border does not darken
+    the estimate beside it. The filters reach half their width, so that much padding does."""
+    size = _background_size(grey)
+    pad = size // 2 + 1
+    padded = np.pad(grey, pad, mode="edge")
+    background = ndimage.grey_opening(padded, size=(size, size), mode="nearest")
+    background = ndimage.uniform_filter(background, size=size, mode="nearest")[pad:-pad, pad:-pad]
     flat = np.clip(grey - background, 0, None)
+    if paper:
+        flat = flat / np.maximum(1.0 - background, 0.1)
     flat -= np.median(border_values(flat))
     flat = np.clip(flat, 0, None)
     peak = flat.max()
@@ -226,14 +298,16 @@ def otsu_threshold(values: np.ndarray) -> float:
 
 def digit_mask(ink: np.ndarray) -> np.ndarray:
     """Pixels of the digit: Otsu-thresholded ink; the largest component and the sizeable
-    components near it (a 5's flag, a broken stroke) are kept, far specks and dirt dropped."""
+    components near it (a 5's flag, a broken stroke) are kept, far specks and dirt dropped,
+    and so are pieces of neighbouring digits cut by the image's edge (`_inside_only`)."""
     mask = ink > max(0.2, otsu_threshold(ink))
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count <= 1:
         return mask
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
     boxes = ndimage.find_objects(labels)
-    keep = {int(np.argmax(sizes))}
+    candidates = _inside_only(sizes, boxes, mask.shape)
+    keep = {max(candidates, key=lambda i: sizes[i])}
     grown = True
     while grown:  # add components that touch the kept ones' box, grown by a third of its size
         grown = False
@@ -242,7 +316,7 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
         left = min(boxes[i][1].start for i in keep)
         right = max(boxes[i][1].stop for i in keep)
         margin = max(bottom - top, right - left) / 3
-        for i in range(count):
+        for i in candidates:
             if i in keep or sizes[i] < 0.05 * sizes.max():
                 continue
             rows, cols = boxes[i]
@@ -255,6 +329,29 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
                 keep.add(i)
                 grown = True
     return np.isin(labels, [i + 1 for i in keep])
+
+
+def _inside_only(sizes: np.ndarray, boxes: list, shape: tuple[int, int]) -> list[int]:
+    """Indices of the components that may be the digit. A digit cut from a row of digits
+    often holds a piece of its neighbour, clipped by the image's edge; the digit itself lies
+    inside. So components touching the edge are left out when one inside is a real rival for
+    the largest of them: at least 0.3 of its ink, and a longer side at least 0.6 of its."""
+    h, w = shape
+    touching = [
+        b[0].start == 0 or b[1].start == 0 or b[0].stop == h or b[1].stop == w for b in boxes
+    ]
+    inside = [i for i, t in enumerate(touching) if not t]
+    edge = [i for i, t in enumerate(touching) if t]
+    if not inside or not edge:
+        return list(range(len(boxes)))
+    big = max(edge, key=lambda i: sizes[i])
+    best = max(inside, key=lambda i: sizes[i])
+
+    def extent(i: int) -> int:
+        return max(boxes[i][0].stop - boxes[i][0].start, boxes[i][1].stop - boxes[i][1].start)
+
+    rival = sizes[best] >= 0.3 * sizes[big] and extent(best) >= 0.6 * extent(big)
+    return inside if rival else list(range(len(boxes)))
 
 
 def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -290,7 +387,10 @@ def match_stroke(digit: np.ndarray, target: float) -> np.ndarray:
         return ndimage.grey_dilation(np.pad(digit, steps), footprint=_disk(size))
     if steps < 0 and width > 1.6 * target:
         thin = ndimage.grey_erosion(digit, footprint=_disk(2 * -steps + 1))
-        return thin if (thin > 0.5).sum() > 0.3 * (digit > 0.5).sum() else digit
+        if (thin > 0.5).sum() <= 0.3 * (digit > 0.5).sum():
+            return digit
+        rows, cols = np.flatnonzero(thin.any(1)), np.flatnonzero(thin.any(0))
+        return thin[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # thinning shrank its box
     return digit
 
 
@@ -321,12 +421,48 @@ def centre_by_mass(digit: np.ndarray, size: int = 28) -> np.ndarray:
     return canvas
 
 
+def mass_width(ink: np.ndarray) -> float:
+    """Stroke width in pixels from the ink's mass (0-1 values) over half its outline (edges
+    between pixels over and under 0.3): a 1-pixel line scores about 1, however anti-aliased."""
+    padded = np.pad(ink > 0.3, 1)
+    edges = (padded[1:] != padded[:-1]).sum() + (padded[:, 1:] != padded[:, :-1]).sum()
+    return float(2 * ink.sum() / max(edges, 1))
+
+
+def as_mnist(grey: np.ndarray) -> np.ndarray | None:
+    """A 28x28 image already made like MNIST (a clean border, the ink's box 17-21 pixels,
+    strokes of MNIST's width), re-centred by mass and otherwise unchanged; None for any other
+    image. Cropping, scaling and thickening it again would only blur it."""
+    if grey.shape != (28, 28):
+        return None
+    grey = fix_polarity(grey)
+    low, peak = np.median(border_values(grey)), grey.max()
+    if peak - low < 0.5:
+        return None
+    ink = np.clip((grey - low) / (peak - low), 0, 1)
+    if np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]).max() > 0.1:
+        return None
+    strong = ink > 0.5
+    rows, cols = np.flatnonzero(strong.any(1)), np.flatnonzero(strong.any(0))
+    box = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    if not 17 <= box <= 21 or mass_width(ink) < MNIST_MIN_WIDTH:
+        return None
+    seen = ink >= 0.04  # not a JPEG's ripples in the background
+    rows, cols = np.flatnonzero(seen.any(1)), np.flatnonzero(seen.any(0))
+    return centre_by_mass(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+
+
 def mnist_like(image: Image.Image, label: str = "image") -> np.ndarray:
     """Any digit image -> uint8 [28, 28], white digit on black, MNIST layout."""
     if image.width < 4 or image.height < 4:
         raise ImageError(f"{label} is too small ({image.width}x{image.height}) to hold a digit")
-    grey = reduce_size(to_grey(image))
-    ink = remove_background(fix_polarity(grey))
+    grey = to_grey(image)
+    ready = as_mnist(grey)
+    if ready is not None:
+        return (ready * 255).round().astype(np.uint8)
+    grey = enlarge_small(reduce_size(grey))
+    dark = ink_is_dark(grey)
+    ink = remove_background(1.0 - grey if dark else grey, paper=dark)
     mask = digit_mask(ink)
     if not mask.any() or ink.max() <= 0:
         raise ImageError(f"no digit found in {label}: the image is blank")

@@ -2,7 +2,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
 from snncli.errors import ImageError
@@ -12,7 +12,9 @@ from snncli.preprocess import (
     digit_mask,
     fit_box,
     fix_polarity,
+    ink_is_dark,
     load_digit,
+    mass_width,
     match_stroke,
     otsu_threshold,
     remove_background,
@@ -200,3 +202,118 @@ def test_exif_orientation_is_applied(tmp_path):
     reference = load_digit(tmp_path / "upright.jpg").astype(float)
     assert np.abs(turned - reference).mean() < 8
     assert np.abs(np.rot90(turned) - reference).mean() > 20
+
+
+# Kinds of real users' images that the pipeline once misread (issue 21).
+
+
+def test_a_small_drawing_with_1_pixel_strokes_is_thickened_to_mnist_width(tmp_path):
+    canvas = Image.new("L", (28, 28), 255)
+    draw = ImageDraw.Draw(canvas)
+    draw.line([(7, 8), (14, 4), (20, 8), (8, 23), (21, 23)], fill=0, width=1)  # a 1-pixel 2
+    assert mass_width(1 - np.asarray(canvas) / 255) < 1.1
+    out = load_digit(save(canvas, tmp_path / "pencil.png"))
+    assert_mnist_layout(out)
+    # MNIST's strokes: mass_width median 1.8, 5% under 1.2
+    assert mass_width(out / 255) >= 1.5, mass_width(out / 255)
+
+
+def mnist_made(height: int = 20) -> np.ndarray:
+    """A digit made exactly the way MNIST's were: a thick anti-aliased 2, fitted, centred."""
+    big = Image.new("L", (200, 200), 0)
+    ImageDraw.Draw(big).line(
+        [(40, 50), (100, 20), (150, 60), (50, 170), (160, 170)], fill=255, width=26, joint="curve"
+    )
+    crop = np.asarray(big.crop(big.getbbox()), dtype=np.float64) / 255
+    return (centre_by_mass(fit_box(crop, height)) * 255).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_an_mnist_like_28x28_image_passes_unchanged(tmp_path, invert):
+    digit = mnist_made()
+    given = 255 - digit if invert else digit
+    out = load_digit(save(Image.fromarray(given), tmp_path / "mnist.png"))
+    assert np.array_equal(out, digit)
+
+
+def test_an_mnist_like_image_off_centre_is_only_moved(tmp_path):
+    digit = mnist_made(19)
+    moved = np.roll(digit, (3, -2), axis=(0, 1))
+    out = load_digit(save(Image.fromarray(moved), tmp_path / "off.png"))
+    assert np.array_equal(out, digit)
+
+
+def grey_ring_photo(size: int = 160) -> Image.Image:
+    """A thick dark 0 on grey paper in dim, uneven light: the border is mid-grey."""
+    canvas = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(canvas).ellipse((45, 20, 115, 140), outline=255, width=26)
+    ink = np.asarray(canvas, dtype=np.float64) / 255
+    light = np.linspace(0.55, 1.0, size)[None, :] * np.linspace(1.0, 0.8, size)[:, None]
+    paper = 0.62 * light
+    return Image.fromarray(((paper * (1 - ink) + 0.08 * ink * light) * 255).astype(np.uint8))
+
+
+def test_a_thick_ring_on_grey_paper_stays_a_whole_ring(tmp_path):
+    image = grey_ring_photo()
+    grey = np.asarray(image) / 255
+    assert 0.3 < np.median(grey[:8]) < 0.5  # below 0.5: the border alone would say light ink
+    assert ink_is_dark(grey)
+    out = load_digit(save(image, tmp_path / "ring.jpg", quality=85))
+    assert_mnist_layout(out)
+    assert out[14, 14] < 40  # the inside is paper, not filled in
+    holes, count = ndimage.label(out < 60)
+    assert count == 2  # outside and inside: the ring is closed
+    assert ndimage.label(out > 128, structure=np.ones((3, 3)))[1] == 1  # one stroke, unbroken
+
+
+def test_chalk_on_a_mid_grey_board_is_light_ink():
+    board = np.full((120, 120), 0.5) * np.linspace(1.2, 0.95, 120)[None, :]  # border median > 0.5
+    board[20:100, 55:62] += 0.35  # a chalk 1
+    assert np.median(board[:6]) > 0.5 and not ink_is_dark(board)
+    flat = remove_background(fix_polarity(board))
+    assert flat[60, 58] == pytest.approx(1.0, abs=0.02) and flat[60, 20] < 0.05
+
+
+def test_ink_on_paper_is_as_deep_in_a_shadow_as_in_the_light():
+    observed = np.full((90, 90), 0.9)
+    observed[:, 45:] *= 0.5  # the right half in a shadow
+    observed[20:70, 20:24] *= 0.3  # a stroke in the light...
+    observed[20:70, 66:70] *= 0.3  # ...and one in the shadow, the same ink
+    flat = remove_background(1 - observed, paper=True)
+    assert flat[45, 22] == pytest.approx(flat[45, 68], rel=0.05)
+    assert flat[5, 5] == flat[5, 80] == 0
+
+
+def test_a_neighbours_piece_cut_by_the_edge_is_dropped():
+    ink = np.zeros((100, 120))
+    ink[20:80, 55:60] = 1.0  # the digit: a 1 in the middle
+    ink[20:80, 0:4] = 1.0  # the neighbour's right side, cut by the left edge...
+    ink[20:25, 0:20] = 1.0  # ...with a bar: more ink than the 1 has
+    ink[75:80, 0:20] = 1.0
+    mask = digit_mask(ink)
+    assert mask[50, 57] and not mask[50, 2] and not mask[22, 10]
+
+
+def test_a_digit_touching_the_edge_is_kept_beside_small_bits_inside():
+    ink = np.zeros((100, 100))
+    ink[0:100, 40:46] = 1.0  # a tightly cropped 1 from the top edge to the bottom
+    ink[50:54, 70:74] = 1.0  # a speck inside
+    ink[10:30, 80:83] = 1.0  # a short scratch inside
+    mask = digit_mask(ink)
+    assert mask[50, 42] and not mask[52, 72] and not mask[20, 81]
+
+
+def test_faint_blurry_ballpoint_on_tinted_paper_in_dim_light_is_found(tmp_path):
+    canvas = Image.new("L", (170, 130), 0)
+    ImageDraw.Draw(canvas).line([(40, 45), (70, 30), (90, 55), (40, 120), (95, 118)], fill=255,
+                                width=4, joint="curve")
+    ink = np.asarray(canvas.filter(ImageFilter.GaussianBlur(2.5)), dtype=np.float64)[..., None]
+    depth = 0.2 * ink / ink.max()  # the ink takes at most a fifth of the paper's light
+    light = np.linspace(0.6, 0.45, 130)[:, None, None]
+    pink, pen = np.array([0.96, 0.86, 0.88]), np.array([0.35, 0.3, 0.6])
+    rgb = (pink * (1 - depth) + pen * depth) * light
+    noise = np.random.default_rng(0).normal(0, 0.004, rgb.shape)
+    image = Image.fromarray(((rgb + noise).clip(0, 1) * 255).astype(np.uint8))
+    out = load_digit(save(image, tmp_path / "ballpoint.png"))
+    assert_mnist_layout(out)
+    assert (out > 128).sum() > 60  # the whole 2, not a few bright bits

@@ -57,15 +57,22 @@ def test_mlp_learns_real_mnist_and_predicts_its_digits_as_png(real_mnist, tmp_pa
     # The realistic user-made set: the pipeline must read most of it, a plain resize cannot.
     paths = sorted(p for p in USER_DIGITS.iterdir() if p.suffix in (".png", ".jpg"))
     labels = np.array([int(p.name[0]) for p in paths])
+    kinds = np.array([p.stem.split("_")[2] for p in paths])
     images = [open_image(p) for p in paths]
     ckpt = load_checkpoint(out)
     cpu = torch.device("cpu")
     _, scores, _, _ = predict_digits(ckpt, [mnist_like(im) for im in images], cpu)
-    piped = (scores.argmax(1).numpy() == labels).mean()
+    right = scores.argmax(1).numpy() == labels
     plain = [np.asarray(im.convert("L").resize((28, 28))) for im in images]
     _, scores, _, _ = predict_digits(ckpt, plain, cpu)
     resized = (scores.argmax(1).numpy() == labels).mean()
-    assert piped >= 0.85 and resized < 0.4, (piped, resized)
+    assert right.mean() >= 0.85 and resized < 0.4, (right.mean(), resized)
+    # Each kind added for real users' misreads (issue 21) is read too; European 1s are the
+    # model's to learn (the recipe setting `styles`), not the pipeline's.
+    added = ("small1px", "mnistlike", "ringgrey", "edgefragment", "ballpoint")
+    by_kind = {k: right[kinds == k].mean() for k in added}
+    assert all((kinds == k).sum() == 20 for k in added), by_kind
+    assert min(by_kind.values()) >= 0.88, by_kind
 
 
 def test_bundled_weights_score_what_they_record(real_mnist):
