@@ -150,7 +150,7 @@ TAMPERED = {
     "format_version zero": (tamper(format_version=0), ["format_version 0 must be"]),
     "format_version newer": (
         tamper(format_version=99),
-        ["format version 99; this snncli reads up to 1: upgrade snncli"],
+        ["format version 99; this snncli reads up to 2: upgrade snncli"],
     ),
     "config missing": (tamper(config=DELETE), ["it is missing config"]),
     "state_dict missing": (tamper(state_dict=DELETE), ["it is missing state_dict"]),
