@@ -289,6 +289,8 @@ def train_command(
 
     if resume:
         _refuse_changes_to_a_resumed_run(ctx)
+    # Typer passes every recipe option, None when not given: only the given ones override.
+    overrides = {name: value for name, value in overrides.items() if value is not None}
     options = TrainOptions(
         model=model, recipe=recipe, overrides=overrides, seed=seed, device=device,
         data_dir=str(data_dir) if data_dir else None, out=str(out_path) if out_path else None,
