@@ -156,14 +156,13 @@ def _resume_hint(message: str, options, nproc: int, started: float) -> str:
 
 @contextmanager
 def _quiet_torch_logs():
-    """The launcher's own log lines (workers started, signals sent, failures) stay unprinted:
-    what happened is said in one line."""
-    logger = logging.getLogger("torch.distributed")
-    handler, propagate = logging.NullHandler(), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
+    """The launcher's log lines (processes started, signals sent, failures with tracebacks)
+    stay unprinted while it runs: what happened is said in one line. Torch gives its loggers
+    handlers of their own, so logging is switched off in this process (the workers are
+    others)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+        logging.disable(previous)
