@@ -333,7 +333,7 @@ def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
         flags = ", ".join("--" + ("out" if n == "out_path" else n).replace("_", "-") for n in given)
         raise typer.BadParameter(
             f"{flags} would change the saved run; --resume continues it as it was "
-            f"(only --epochs, --device, --data-dir and --save-every may be given)"
+            f"(only --epochs, --device, --data-dir, --save-every and --nproc may be given)"
         )
 
 

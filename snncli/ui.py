@@ -77,7 +77,7 @@ class TrainProgress:
         resumed = f"resuming at iteration {event['done']:,}: " if event["done"] else ""
         processes = event.get("processes", 1)
         where = event["device"] if processes == 1 else (
-            f"{processes} processes ({event['device'].split(':')[0]})"
+            f"{event['device'].split(':')[0]} in {processes} processes"
         )
         self.console.print(
             f"{resumed}training on [bold]{where}[/] ({event['precision']}) with "

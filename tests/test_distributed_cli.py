@@ -42,7 +42,7 @@ def test_nproc_2_trains_as_torchrun_does_writes_one_set_of_files_and_resumes(
         tiny_mnist, tmp_path):
     ours = snn(tmp_path / "nproc", *common(tiny_mnist, 2), "--nproc", "2")
     assert ours.returncode == 0 and ours.stderr == "", ours.stderr
-    assert ours.stdout.count("training on 2 processes (cpu)") == 1
+    assert ours.stdout.count("training on cpu in 2 processes") == 1
     assert ours.stdout.count("training finished") == 1
     assert {p.name for p in (tmp_path / "nproc").iterdir()} == RUN_FILES
     rows = (tmp_path / "nproc" / "m.metrics.jsonl").read_text().splitlines()
