@@ -126,7 +126,7 @@ def start(device: torch.device) -> tuple[Group, torch.device]:
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, device_id=device if backend == "nccl" else None)
+        dist.init_process_group(backend)  # its GPU was set above
     elif dist.get_backend() != backend:
         raise SnnError(f"this process already joined a {dist.get_backend()} run, not {backend}")
     control = dist.new_group(backend="gloo") if backend == "nccl" else None
