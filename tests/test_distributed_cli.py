@@ -61,6 +61,11 @@ def test_nproc_2_trains_as_torchrun_does_writes_one_set_of_files_and_resumes(
     assert refused.stderr.splitlines() == [
         "error: m.last.pt was saved by a run on 2 processes, not 1: continue it on as many "
         "with: snn train --resume m.last.pt --nproc 2"]
+    refused = snn(tmp_path / "nproc", "--resume", "m.last.pt", "--nproc", "3")  # 3 processes
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        "error: m.last.pt was saved by a run on 2 processes, not 3: continue it on as many "
+        "with: snn train --resume m.last.pt --nproc 2"]
     resumed = snn(tmp_path / "nproc", "--resume", "m.last.pt", "--epochs", "3", "--nproc", "2")
     assert resumed.returncode == 0 and resumed.stderr == "", resumed.stderr
     assert "resuming at iteration 12" in resumed.stdout
@@ -122,3 +127,18 @@ def test_a_signal_to_the_launcher_saves_the_run_and_says_how_to_continue(tiny_mn
     iteration = int(line.split("iteration ")[1].split()[0])
     state = torch.load(tmp_path / "run" / "m.last.pt", weights_only=True)["training_state"]
     assert state["iteration"] == iteration
+
+
+def test_nproc_under_torchrun_is_refused_in_one_line(tiny_mnist, monkeypatch):
+    from typer.testing import CliRunner
+
+    from snncli.cli import app
+
+    for name, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                            MASTER_PORT="1").items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["train", *common(tiny_mnist, 1), "--nproc", "2"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: --nproc starts processes of its own: under torchrun, leave it out (torchrun's "
+        "--nproc-per-node says how many)"]
