@@ -20,11 +20,12 @@ LEVELS = {
 }
 
 
-def augment_level(images: torch.Tensor, level: str, generator=None) -> torch.Tensor:
+def augment_level(images: torch.Tensor, level: str, generator=None,
+                  within: tuple[int, int] | None = None) -> torch.Tensor:
     """augment_batch with the parameters of a recipe's level ("none" returns `images`)."""
     if level == "none":
         return images
-    return augment_batch(images, generator, **LEVELS[level])
+    return augment_batch(images, generator, **LEVELS[level], within=within)
 
 
 def augment_batch(
@@ -34,17 +35,23 @@ def augment_batch(
     scale: tuple[float, float] = (0.9, 1.1),
     shift: float = 2.0,
     stroke_change: float = 0.25,
+    within: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """uint8 [B, 28, 28] -> uint8 [B, 28, 28], each image randomly transformed.
 
     `stroke_change` is the chance of thickening (and, separately, of thinning) the strokes by
-    about one pixel.
+    about one pixel. `within` = (start, total): `images` are images start..start+B-1 of a batch
+    of `total`, and get the random draws that batch would give them (a process of a
+    data-parallel run augments its share of each batch as one process would).
     """
     b = images.shape[0]
     device = images.device
+    start, total = within or (0, b)
     # All of a batch's random numbers in one draw (the same values as five draws of b, in
     # order) and one copy: a GPU gets them without waiting for its queue to empty.
-    draws = torch.rand(5, b, generator=generator)
+    draws = torch.rand(5, total, generator=generator)[:, start : start + b].contiguous()
+    if b == 0:  # drawn all the same: the generator advances as for the whole batch
+        return images
     if device.type == "cuda":
         draws = draws.pin_memory()
     angle_u, zoom_u, tx_u, ty_u, pick = draws.to(device, non_blocking=True)

@@ -62,20 +62,15 @@ class SnnGroup(TyperGroup):
 
 
 def _unexpected(exc: Exception) -> str:
-    """One line for an exception no check foresaw. Memory running out is named as such (torch
-    raises it as a RuntimeError: "DefaultCPUAllocator: can't allocate memory", "CUDA out of
-    memory"); anything else is a bug, whose traceback SNN_DEBUG=1 shows."""
+    """One line for an exception no check foresaw (SNN_DEBUG=1 raises it: the traceback)."""
     import os
 
-    text = next((line for line in str(exc).splitlines() if line.strip()), "")
-    if isinstance(exc, MemoryError) or "allocate memory" in text or "out of memory" in text:
-        return f"out of memory: {text or 'no detail'}"
-    if os.environ.get("SNN_DEBUG"):
+    from .errors import unexpected_message
+
+    message = unexpected_message(exc)
+    if os.environ.get("SNN_DEBUG") and message.startswith("internal error"):
         raise exc
-    return (
-        f"internal error ({type(exc).__name__}: {text}); please report it with the command "
-        "that caused it (SNN_DEBUG=1 shows the traceback)"
-    )
+    return message
 
 
 def _silence_stdout() -> None:
@@ -241,7 +236,7 @@ def _setting(key: str, value) -> str:
 
 # Options a resumed run may be given: where it runs and how it is saved, and --epochs to extend
 # it. Any other would change the run that was saved.
-RESUME_ALLOWS = ("resume", "epochs", "device", "data_dir", "save_every")
+RESUME_ALLOWS = ("resume", "epochs", "device", "data_dir", "save_every", "nproc")
 
 
 @app.command("train")
@@ -286,15 +281,21 @@ def train_command(
         None, "--resume", help="Continue the run saved in this .last.pt checkpoint "
         "(--epochs may extend it).",
     ),
+    nproc: int = typer.Option(
+        None, "--nproc", min=1, help="Train in N processes on this machine, one model "
+        "(data-parallel: each takes its share of every batch; one GPU each on CUDA). For "
+        "several machines, start 'snncli train' with torchrun (see README).",
+    ),
     **overrides,
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot.
     Ctrl-C or SIGTERM saves the run, which --resume continues."""
-    from .train import TrainOptions, train
-    from .ui import TrainProgress, training_summary
+    from .train import TrainOptions
 
     if resume:
         _refuse_changes_to_a_resumed_run(ctx)
+    # Typer passes every recipe option, None when not given: only the given ones override.
+    overrides = {name: value for name, value in overrides.items() if value is not None}
     options = TrainOptions(
         model=model, recipe=recipe, overrides=overrides, seed=seed, device=device,
         data_dir=str(data_dir) if data_dir else None, out=str(out_path) if out_path else None,
@@ -302,9 +303,28 @@ def train_command(
         eval_every=eval_every, eval_epochs=eval_epochs, backend=backend, precision=precision,
         save_every=save_every, resume=str(resume) if resume else None,
     )
-    with TrainProgress(out) as progress:
-        result = train(options, on_event=progress.handle)
-    out.print(training_summary(result))
+    if nproc is not None and nproc > 1:
+        from .launch import train_in_processes
+
+        train_in_processes(options, nproc, _train_process)
+    else:
+        _train_process(options)
+
+
+def _train_process(options) -> None:
+    """Train in this process: alone, or as one process of a run torchrun (or --nproc)
+    started, of which rank 0 alone shows progress and the summary."""
+    from .distributed import finish, launched, rank_from_env
+    from .train import train
+    from .ui import TrainProgress, training_summary
+
+    if launched() and rank_from_env() != 0:
+        train(options)
+    else:
+        with TrainProgress(out) as progress:
+            result = train(options, on_event=progress.handle)
+        out.print(training_summary(result))
+    finish()
 
 
 def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
@@ -319,7 +339,7 @@ def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
         flags = ", ".join("--" + ("out" if n == "out_path" else n).replace("_", "-") for n in given)
         raise typer.BadParameter(
             f"{flags} would change the saved run; --resume continues it as it was "
-            f"(only --epochs, --device, --data-dir and --save-every may be given)"
+            f"(only --epochs, --device, --data-dir, --save-every and --nproc may be given)"
         )
 
 

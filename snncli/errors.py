@@ -8,6 +8,19 @@ def one_line(name: object) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
+def unexpected_message(exc: BaseException) -> str:
+    """One line for an exception no check foresaw. Memory running out is named as such (torch
+    raises it as a RuntimeError: "DefaultCPUAllocator: can't allocate memory", "CUDA out of
+    memory"); anything else is a bug, whose traceback SNN_DEBUG=1 shows."""
+    text = next((line for line in str(exc).splitlines() if line.strip()), "")
+    if isinstance(exc, MemoryError) or "allocate memory" in text or "out of memory" in text:
+        return f"out of memory: {text or 'no detail'}"
+    return (
+        f"internal error ({type(exc).__name__}: {text}); please report it with the command "
+        "that caused it (SNN_DEBUG=1 shows the traceback)"
+    )
+
+
 class SnnError(Exception):
     """A user-facing error: bad input, missing file, wrong checkpoint, unknown model."""
 

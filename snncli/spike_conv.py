@@ -68,7 +68,7 @@ def _lookup(spikes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     rows = torch.empty(windows.shape, dtype=torch.int32, device=spikes.device)
     torch.add(windows, first_rows.view(3, 3, groups), out=rows)
     summed = F.embedding_bag(rows.view(-1, 9 * groups), table, mode="sum")
-    return summed.view(n, h, w, -1)
+    return summed.view(n, h, w, table.shape[1])  # n may be 0
 
 
 class _SpikeConv3x3(torch.autograd.Function):

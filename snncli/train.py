@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .augment import augment_level
 from .checkpoint import (
     DEFAULT_DIR,
@@ -30,7 +31,8 @@ from .checkpoint import (
     prepare_folder,
     save_checkpoint,
 )
-from .data import Split, default_val_size, hold_out, load_split, normalise
+from .data import Split, default_val_size, hold_out, load_split, normalise, resolve_data_dir
+from .distributed import SINGLE, Group
 from .errors import SnnError
 from .evaluate import evaluate_model
 from .recipes import Recipe, RecipeError
@@ -81,13 +83,18 @@ class TrainResult:
 class TrainingInterrupted(SnnError):
     """SIGINT or SIGTERM stopped training; the run was saved and can be resumed."""
 
-    def __init__(self, signum: int, path: Path, iteration: int):
+    def __init__(self, signum: int, path: Path, iteration: int, nproc: int = 1):
         name = signal.Signals(signum).name
         super().__init__(
             f"{name} received: training stopped at iteration {iteration} and saved; continue "
-            f"it with: snn train --resume {path}"
+            f"it with: {resume_command(path, nproc)}"
         )
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+def resume_command(path: Path, nproc: int = 1) -> str:
+    """The command that continues a run saved at `path` (on as many processes as it ran)."""
+    return f"snn train --resume {path}" + (f" --nproc {nproc}" if nproc > 1 else "")
 
 
 def _check_run_options(options: TrainOptions) -> None:
@@ -212,10 +219,12 @@ class Trainer:
     plain types, so `load_state_dict()` continues a run exactly where it stopped."""
 
     def __init__(self, spec: ModelSpec, recipe_name: str, recipe: Recipe, options: TrainOptions,
-                 device: torch.device, data: RunData):
+                 device: torch.device, data: RunData, dist: Group = SINGLE):
         self.spec, self.recipe_name, self.recipe = spec, recipe_name, recipe
         self.options, self.device, self.data = options, device, data
+        self.dist = dist  # this process's place in a data-parallel run (or the only process)
         self.model = build_model(spec, recipe, options.seed).to(device)
+        self.forward = self.model  # what training calls: DDP's wrapper once `distribute`d
         self.precision = tune_for_device(
             self.model, device, recipe.batch_size, backend=options.backend,
             precision=options.precision,
@@ -255,14 +264,31 @@ class Trainer:
             if self.averaged is not None:  # the average starts from the calibrated weights
                 self.averaged = make_average(self.model, self.recipe.ema)
 
+    def distribute(self) -> None:
+        """In a data-parallel run, train through DistributedDataParallel with batch norm over
+        all processes' images: after calibration or loading a saved state, which every process
+        does alike."""
+        if self.dist.active:
+            self.forward = distributed.data_parallel(self.model, self.device)
+            self.model = self.forward.module
+
     def step(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """One iteration on the training images at `index`: (loss, correct, images)."""
-        images = augment_level(self.data.train.images[index], self.recipe.augment, self.shuffle)
-        labels = self.data.train.labels[index]
-        record = self.model(normalise(images, **self.data.norm))
+        """One iteration on the training images at `index`: (loss, correct, images). In a
+        data-parallel run `index` is the global batch, this process trains on its share (with
+        the augmentation one process would give those images) and the figures are the whole
+        batch's."""
+        start, stop = self.dist.shard(len(index))
+        mine = index[start:stop]
+        images = augment_level(self.data.train.images[mine], self.recipe.augment, self.shuffle,
+                               within=(start, len(index)))
+        labels = self.data.train.labels[mine]
+        record = self.forward(normalise(images, **self.data.norm))
         loss = self.model.loss(record, labels, self.recipe.label_smoothing, self.recipe.loss)
         self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.dist.active:
+            loss = self._shared_backward(record, loss, len(mine) / len(index))
+        else:
+            loss.backward()
         self.optimiser.step()
         if self.averaged is not None:
             update_average(self.averaged, self.model)
@@ -271,7 +297,19 @@ class Trainer:
         self.iteration += 1
         with torch.no_grad():
             correct = (self.model.readout(record).argmax(1) == labels).sum()
+        if self.dist.active:  # the whole batch's loss and right answers, in every process
+            totals = self.dist.sum_(torch.stack([loss.detach(), correct.to(loss.dtype)]))
+            return totals[0], totals[1], len(index)
         return loss.detach(), correct, len(labels)
+
+    def _shared_backward(self, record, loss, share: float) -> torch.Tensor:
+        """Backward of this process's part of the batch's mean loss, `share` x its own mean
+        (N x that, which DDP's average over N processes divides again): the gradients are
+        those of the whole batch, however unevenly it is shared. A process holding no image
+        still takes part, with a zero loss. Returns the part."""
+        part = loss * share if share else record.sum() * 0.0
+        (part * self.dist.size).backward()
+        return part
 
     def next_batch(self) -> torch.Tensor:
         """Indices of the next batch of this epoch (the order is drawn at the epoch's start)."""
@@ -307,6 +345,7 @@ class Trainer:
             "rows": list(self.rows),
             "losses": [list(pair) for pair in self.losses],
             "train_seconds": self.train_seconds,
+            "nproc": self.dist.size,  # a resumed run must run on as many processes
         }
         return _on_cpu(state)
 
@@ -430,18 +469,38 @@ class Run:
             self.evaluate()
             t.model.train()
             self.reader.restart_clock()
-        if t.stop_signal is not None:
+        stop, save_due = self.decide()
+        if stop is not None:
             self.reader.flush()
             self.save_last()
-            raise TrainingInterrupted(t.stop_signal, self.files.last, t.iteration)
-        if time.monotonic() - self.saved_at >= 60 * t.options.save_every:
+            raise TrainingInterrupted(stop, self.files.last, t.iteration, t.dist.size)
+        if save_due:
             self.reader.flush()
             self.save_last()
             self.reader.restart_clock()
 
+    def decide(self) -> tuple[int | None, bool]:
+        """(the signal to stop on, or None; whether a timed save is due). The processes of a
+        data-parallel run decide together, at each read of the device's figures: a signal any
+        of them received stops them all at the same iteration, and rank 0's clock times saves."""
+        t = self.trainer
+        due = time.monotonic() - self.saved_at >= 60 * t.options.save_every
+        if not t.dist.active:
+            return t.stop_signal, due
+        if t.iteration % self.reader.every:
+            return None, False
+        signum, due = t.dist.largest([t.stop_signal or 0, int(due and t.dist.main)])
+        return signum or None, bool(due)
+
     def score(self, model, split: Split) -> float:
-        data = self.trainer.data
-        return evaluate_model(model, split, data.norm, self.trainer.device, 1000).accuracy
+        """Accuracy on `split`. In a data-parallel run each process scores its contiguous share
+        and the counts are summed: every image is scored once."""
+        t = self.trainer
+        start, stop = t.dist.shard(len(split))
+        part = Split(split.images[start:stop], split.labels[start:stop])
+        result = evaluate_model(model, part, t.data.norm, t.device, 1000)
+        correct, total = t.dist.sum_counts([result.correct, result.total])
+        return correct / total if total else 0.0
 
     def evaluate(self) -> None:
         """Score validation (which chooses the best checkpoint) and test; save the best."""
@@ -459,11 +518,12 @@ class Run:
         if improved:
             t.best_score, t.best_row = (selection if selection is not None else t.best_score), row
             self.save(self.files.best, "best", row)
-        atomic_write(
-            self.files.metrics,
-            lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in t.rows)),
-            what="metrics file",
-        )
+        if t.dist.main:
+            atomic_write(
+                self.files.metrics,
+                lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in t.rows)),
+                what="metrics file",
+            )
         self.emit({"kind": "eval", **row, "best": improved})
 
     def checkpoint_metrics(self, role: str, row: dict | None) -> dict:
@@ -477,6 +537,7 @@ class Run:
             "train_seconds": round(t.train_seconds, 3),
             "precision": t.precision,
             "device": str(t.device),
+            "processes": t.dist.size,
         }
         if row is not None:
             metrics |= {k: v for k, v in row.items() if k.endswith("accuracy")}
@@ -484,7 +545,10 @@ class Run:
         return metrics
 
     def save(self, path: Path, role: str, row: dict | None, state: dict | None = None) -> None:
+        """Write a checkpoint (rank 0 alone, in a data-parallel run)."""
         t = self.trainer
+        if not t.dist.main:
+            return
         ckpt = build_checkpoint(
             t.spec.name, t.scored,
             recipe={"recipe": t.recipe_name, "seed": t.options.seed, **t.recipe.to_dict()},
@@ -497,7 +561,8 @@ class Run:
     def save_last(self) -> None:
         """The resumable checkpoint: the model as it is now and the whole training state."""
         t = self.trainer
-        self.save(self.files.last, "last", t.rows[-1] if t.rows else None, t.state_dict())
+        if t.dist.main:
+            self.save(self.files.last, "last", t.rows[-1] if t.rows else None, t.state_dict())
         self.saved_at, self.saved_resumable = time.monotonic(), True
 
     def result(self, plot_path: Path | None) -> TrainResult:
@@ -513,15 +578,28 @@ class Run:
 def new_run(options: TrainOptions) -> tuple[Trainer, RunFiles]:
     spec = get_model_spec(options.model)
     name, recipe = resolve_recipe(options)
-    device = resolve_device(options.device)
+    dist, device = distributed.start(resolve_device(options.device))
     files = RunFiles.beside(output_paths(options.model, options.out)[0])
     if files.best.is_dir():
         raise SnnError(f"--out {files.best} is a folder; give a file path such as model.pt")
-    data = load_run_data(options, recipe, device, spec.normalisation)
-    prepare_folder(files.best)  # fail before training, not after it
-    trainer = Trainer(spec, name, recipe, options, device, data)
+    data = load_shared_data(dist, options, recipe, device, spec.normalisation)
+    if dist.main:
+        prepare_folder(files.best)  # fail before training, not after it
+    trainer = Trainer(spec, name, recipe, options, device, data, dist)
     trainer.calibrate()
+    trainer.distribute()
     return trainer, files
+
+
+def load_shared_data(dist: Group, options: TrainOptions, recipe: Recipe, device: torch.device,
+                     mean_std) -> RunData:
+    """load_run_data in every process of a run; on each machine the first process finds (or
+    downloads) MNIST before the others read it."""
+    if dist.active:
+        if dist.local_rank == 0:
+            resolve_data_dir(options.data_dir)
+        dist.barrier()
+    return load_run_data(options, recipe, device, mean_std)
 
 
 def saved_training_state(path: Path) -> dict:
@@ -571,10 +649,17 @@ def resumed_run(given: TrainOptions) -> tuple[Trainer, RunFiles]:
         if epochs < done or (epochs == done and state["batch"]):
             raise SnnError(f"--epochs {epochs} is fewer than the run has done ({done} epochs)")
         recipe = dataclasses.replace(recipe, epochs=epochs).check(spec.losses)
-    device = resolve_device(options.device)
-    data = load_run_data(options, recipe, device, spec.normalisation)
-    trainer = Trainer(spec, state["recipe_name"], recipe, options, device, data)
+    dist, device = distributed.start(resolve_device(options.device))
+    nproc = state.get("nproc", 1)
+    if nproc != dist.size:
+        raise SnnError(
+            f"{path} was saved by a run on {nproc} process{'es' if nproc > 1 else ''}, not "
+            f"{dist.size}: continue it on as many with: {resume_command(path, nproc)}"
+        )
+    data = load_shared_data(dist, options, recipe, device, spec.normalisation)
+    trainer = Trainer(spec, state["recipe_name"], recipe, options, device, data, dist)
     trainer.load_state_dict(state)
+    trainer.distribute()
     name = path.name.removesuffix(".last.pt") + ".pt" if path.name.endswith(".last.pt") else None
     files = RunFiles.beside(path.with_name(name) if name else Path(options.out or path))
     return trainer, files
@@ -583,13 +668,15 @@ def resumed_run(given: TrainOptions) -> tuple[Trainer, RunFiles]:
 @contextmanager
 def stop_on_signals(trainer: Trainer):
     """SIGINT and SIGTERM ask training to stop after the current iteration (a second one
-    stops at once). Outside the main thread signals cannot be caught: nothing changes."""
+    stops at once, except in a data-parallel run, whose processes must stop together and
+    whose launcher forwards the signals it gets). Outside the main thread signals cannot be
+    caught: nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def ask_to_stop(signum, frame):
-        if trainer.stop_signal is not None:
+        if trainer.stop_signal is not None and not trainer.dist.active:
             raise KeyboardInterrupt
         trainer.stop_signal = signum
 
@@ -601,13 +688,17 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(s, handler)
 
 
+@distributed.lingers_on_failure
 def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None) -> TrainResult:
     """Train (or, with `options.resume`, continue) a model to its recipe's last epoch,
     evaluating after every `eval_epochs` epochs and the last (and every `eval_every`
-    iterations), keeping the checkpoint that scores best on the held-out validation images."""
-    emit = on_event or (lambda event: None)
+    iterations), keeping the checkpoint that scores best on the held-out validation images.
+    Started by torchrun (or `snn train --nproc`), it is one process of a data-parallel run:
+    rank 0 alone reports events and writes files."""
     _check_run_options(options)
     trainer, files = resumed_run(options) if options.resume else new_run(options)
+    main = trainer.dist.main
+    emit = (on_event if main else None) or (lambda event: None)
     existed = {p for p in (files.best, files.last, files.metrics, files.plot) if p.exists()}
     emit(start_event(trainer))
     run = Run(trainer, files, emit)
@@ -619,16 +710,17 @@ def train(options: TrainOptions, on_event: Callable[[dict], None] | None = None)
     except SnnError as exc:
         if run.saved_resumable or options.resume:  # say how to continue from the last save
             raise SnnError(
-                f"{exc}; the run so far is saved: snn train --resume {files.last}"
+                f"{exc}; the run so far is saved: {resume_command(files.last, trainer.dist.size)}"
             ) from None
-        _remove_new(files, existed)
+        if main:
+            _remove_new(files, existed)
         raise
     except BaseException:
-        if not (run.saved_resumable or options.resume):
+        if main and not (run.saved_resumable or options.resume):
             _remove_new(files, existed)
         raise
     plot_path = None
-    if trainer.options.plot:
+    if trainer.options.plot and main:
         from .plots import plot_training
 
         history = [{"iteration": i, "loss": v} for i, v in trainer.losses] + trainer.rows
@@ -651,6 +743,7 @@ def start_event(trainer: Trainer) -> dict:
         "done": trainer.iteration,  # > 0 when resumed
         "train_seconds": trainer.train_seconds,
         "device": str(trainer.device),
+        "processes": trainer.dist.size,
         "recipe_name": trainer.recipe_name,
         "recipe": trainer.recipe.to_dict(),
         "precision": trainer.precision,

@@ -75,8 +75,12 @@ class TrainProgress:
         images = event["images"]
         held = f", {images['validation']:,} held out for validation" if images["validation"] else ""
         resumed = f"resuming at iteration {event['done']:,}: " if event["done"] else ""
+        processes = event.get("processes", 1)
+        where = event["device"] if processes == 1 else (
+            f"{event['device'].split(':')[0]} in {processes} processes"
+        )
         self.console.print(
-            f"{resumed}training on [bold]{event['device']}[/] ({event['precision']}) with "
+            f"{resumed}training on [bold]{where}[/] ({event['precision']}) with "
             f"{describe_recipe(event['recipe_name'], event['recipe'])}; "
             f"{images['train']:,} training images{held}",
             highlight=False,

@@ -46,3 +46,21 @@ def test_recipe_levels():
         return (out.float().sum((1, 2)) - images.float().sum((1, 2))).abs().mean()
 
     assert ink_change(light) < ink_change(full)
+
+
+def test_shares_of_a_batch_get_the_draws_the_whole_batch_gives_them():
+    """A data-parallel process augments its share of a batch as one process would."""
+    images = torch.randint(0, 256, (7, 28, 28), dtype=torch.uint8)
+    whole = augment_batch(images, torch.Generator().manual_seed(3))
+    for start, stop in [(0, 4), (4, 7), (7, 7)]:
+        generator = torch.Generator().manual_seed(3)
+        part = augment_batch(images[start:stop], generator, within=(start, 7))
+        assert torch.equal(part, whole[start:stop])
+        assert torch.rand(1, generator=generator) == torch.rand(
+            1, generator=_after_batch_draws(7))  # the same draws consumed as the whole batch's
+
+
+def _after_batch_draws(total: int) -> torch.Generator:
+    generator = torch.Generator().manual_seed(3)
+    torch.rand(5, total, generator=generator)
+    return generator

@@ -112,6 +112,19 @@ def test_resume_errors_on_the_command_line_are_one_line(tiny_mnist, tmp_path):
     assert result.stderr.count("\n") == 1 and "holds no training state" in result.stderr
 
 
+def test_resume_on_the_command_line_continues_the_run(tiny_mnist, tmp_path):
+    """`snn train --resume X.last.pt` (Typer passes None for every recipe option not given)."""
+    train(options(tiny_mnist, tmp_path / "m.pt", "mlp"))
+    last = str(tmp_path / "m.last.pt")
+    result = runner.invoke(app, ["train", "--resume", last, "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    state = torch.load(last, weights_only=True)["training_state"]
+    assert (state["epoch"], state["iteration"]) == (4, 9)  # 3 epochs of 3 iterations
+    result = runner.invoke(app, ["train", "--resume", last])  # finished: nothing more to do
+    assert result.exit_code == 0, result.output
+    assert torch.load(last, weights_only=True)["training_state"]["iteration"] == 9
+
+
 def _start_training(tmp_path: Path, tiny_mnist: Path) -> subprocess.Popen:
     args = [sys.executable, "-m", "snncli", "train", "-m", "mlp", "--recipe", "seed",
             "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "m.pt"), "--epochs", "200",
