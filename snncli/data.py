@@ -109,8 +109,9 @@ def _download(root: Path) -> Path:
         for train in (True, False):
             MNIST(str(root), train=train, download=True)
     except Exception as exc:  # network errors come in many types
+        reason = " ".join(str(exc).split())  # torchvision's message spans several lines
         raise DataError(
-            needed_files_message(None) + f" (download into {root} failed: {exc})"
+            needed_files_message(None) + f" (download into {root} failed: {reason})"
         ) from None
     return root / "MNIST" / "raw"
 

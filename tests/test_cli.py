@@ -241,7 +241,10 @@ def test_non_positive_numbers(in_tmp, tiny_mnist):
     )
 
 
-def test_bad_checkpoints(in_tmp):
+def test_bad_checkpoints(in_tmp, monkeypatch):
+    from snncli import pretrained
+
+    monkeypatch.setattr(pretrained, "BUNDLED_DIR", in_tmp / "no-bundled-weights")
     assert_user_error(run("evaluate"), "no checkpoint in checkpoints/")
     bogus = in_tmp / "bogus.pt"
     bogus.write_text("not a model")
