@@ -270,10 +270,10 @@ def main() -> None:
     if quick is None:
         return
     for precision in precisions:
-        row = run_one(f"measure,csnn,quick,{quick['steps']},engine,{precision}", argv)
+        row = run_one(f"measure,csnn,quick,{quick.steps},engine,{precision}", argv)
         console.print(
-            f"quick recipe ({quick['epochs']} epochs, T={quick['steps']}, batch "
-            f"{quick['batch_size']}), {precision}{' (auto)' if precision == auto else ''}: "
+            f"quick recipe ({quick.epochs} epochs, T={quick.steps}, batch "
+            f"{quick.batch_size}), {precision}{' (auto)' if precision == auto else ''}: "
             f"{row['seconds_per_iteration']:.3f} s/iteration, an estimated "
             f"{row['training_seconds']:.0f} s of training = "
             f"{row['training_seconds'] / budget:.2f} of the budget (load {row['load']:.1f})",
