@@ -157,7 +157,7 @@ def train_quick(seed: int, args) -> dict:
             out=os.path.join(folder, "quick.pt"), eval_epochs=1000, plot=False,
         )
         result = train(options)
-    return {"seed": seed, "accuracy": result.last_evaluation.accuracy,
+    return {"seed": seed, "accuracy": result.last["test_accuracy"],
             "train_seconds": result.train_seconds}
 
 
