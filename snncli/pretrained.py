@@ -15,7 +15,9 @@ from pathlib import Path
 
 from .checkpoint import (
     DEFAULT_DIR,
+    FORMAT_VERSION,
     CheckpointError,
+    expand_stored_weights,
     load_checkpoint,
     save_checkpoint,
     saved_checkpoints,
@@ -54,7 +56,7 @@ def compact(ckpt: dict, source: str, dtype: str = STORED_DTYPE) -> dict:
     kept = {k: v for k, v in ckpt.items() if k != "training_state"}
     stored = {"state_dict": state, "bundled": {"source": source, "dtype": dtype}}
     if scales:  # snncli before format version 2 cannot read them: it asks to be upgraded
-        stored |= {"weight_scales": scales, "format_version": 2}
+        stored |= {"weight_scales": scales, "format_version": FORMAT_VERSION}
     return kept | stored
 
 
@@ -84,19 +86,24 @@ def _model_of(path: Path) -> str | None:
         return None
 
 
+def expanded(ckpt: dict) -> dict:
+    """A compacted checkpoint as loading makes it (float weights), leaving `ckpt` as it is."""
+    loaded = dict(ckpt)
+    expand_stored_weights(loaded)
+    return loaded
+
+
 def accuracy_change(ckpt: dict, small: dict, data_dir: str | None) -> dict:
     """MNIST test accuracy (fp32, every image) of a checkpoint and of its compacted copy."""
-    from .checkpoint import expand_stored_weights, model_from_checkpoint
+    from .checkpoint import model_from_checkpoint
     from .data import load_split
     from .evaluate import evaluate_model
     from .runtime import resolve_device
 
     test, device = load_split("test", data_dir), resolve_device("cpu")
-    loaded = dict(small)
-    expand_stored_weights(loaded)
     before, after = (
         evaluate_model(model_from_checkpoint(c), test, c["normalisation"], device).accuracy
-        for c in (ckpt, loaded)
+        for c in (ckpt, expanded(small))
     )
     return {"test_accuracy_before": before, "test_accuracy_after": after}
 
@@ -104,13 +111,11 @@ def accuracy_change(ckpt: dict, small: dict, data_dir: str | None) -> dict:
 def user_digit_accuracy(ckpt: dict, folder: str | Path) -> dict:
     """Share of the images in `folder` (each named after its digit, like tests/data/
     user_digits/7_ballpoint_0003.jpg) that the checkpoint reads right, in fp32."""
-    from .checkpoint import expand_stored_weights
     from .predict import Prediction, predict_files
     from .runtime import resolve_device
 
-    loaded = dict(ckpt)
-    expand_stored_weights(loaded)
-    _, results = predict_files(loaded, [str(folder)], resolve_device("cpu"), precision="fp32")
+    _, results = predict_files(expanded(ckpt), [str(folder)], resolve_device("cpu"),
+                               precision="fp32")
     right = [isinstance(r, Prediction) and r.prediction == int(Path(r.path).name[0])
              for r in results]
     return {"user_digits_accuracy": sum(right) / len(right), "user_digits_images": len(right)}
