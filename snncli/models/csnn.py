@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import spike_conv
+from .. import spike_conv, spike_linear
 from ..checks import MAX_STEPS, MAX_WIDTH, Checked, choice, flag, number, whole
 from ..neurons import LeakySubtract
 from ..recipes import Recipe
@@ -50,6 +50,9 @@ class CSNN(SpikingNet):
     losses = ("rate", "count")
     surrogate_field = "slope"  # what a recipe's `surrogate` sets
     lookup_conv = True  # conv2 as a table lookup where `spike_conv.usable` (CPU, fp32)
+    # fc1 as sums of the weight rows of the spikes that fired, where `spike_linear` finds the
+    # spikes sparse enough (CPU, fp32)
+    spike_rows = True
 
     def __init__(self, config: CSNNConfig):
         super().__init__(config)
@@ -75,8 +78,7 @@ class CSNN(SpikingNet):
         # lif1 reads that one current at each step of a chunk. It is made channels-last here
         # (the one-channel input leaves the conv's output NCHW).
         current1 = F.max_pool2d(self.norm1(self.conv1(x)), 2).permute(0, 2, 3, 1).contiguous()
-        fc1_weight = self.fc1.weight.view(self.fc1.out_features, -1, 7, 7)
-        fc1_weight = fc1_weight.permute(0, 2, 3, 1).reshape(self.fc1.out_features, -1)
+        fc1_table = self._fc1_table()
         # conv2 sees only spikes: on a CPU in fp32 it runs as a table lookup (spike_conv).
         table = None
         if self.lookup_conv and spike_conv.usable(current1, self.conv2):
@@ -87,11 +89,27 @@ class CSNN(SpikingNet):
             s, states[0], _ = self.lifs[0](current1, states[0], steps=k)
             cur = self._conv2_pooled(s.flatten(0, 1), table).permute(0, 2, 3, 1)
             s, states[1], _ = self.lifs[1](cur.reshape(k, batch, *cur.shape[1:]), states[1])
-            cur = F.linear(s.flatten(2), fc1_weight, self.fc1.bias)
+            cur = self._fc1(s.flatten(2), fc1_table)
             s, states[2], _ = self.lifs[2](self.over_time(self.norm3, cur), states[2])
             s, states[3], _ = self.lifs[3](self.fc2(s), states[3])
             record.append(s)
         return torch.cat(record)
+
+    def _fc1_table(self) -> torch.Tensor:
+        """fc1's weight as [in, out] with its inputs in (h, w, c) order, the order of the
+        channels-last spikes that reach it."""
+        out_features = self.fc1.out_features
+        weight = self.fc1.weight.view(out_features, -1, 7, 7).permute(2, 3, 1, 0)
+        return weight.reshape(-1, out_features)
+
+    def _fc1(self, spikes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Spikes [k, B, in] -> fc1's current [k, B, out]."""
+        flat = spikes.reshape(-1, spikes.shape[-1])
+        if self.spike_rows:
+            current = spike_linear.spike_linear(flat, table, self.fc1.bias)
+        else:
+            current = torch.addmm(self.fc1.bias, flat, table)
+        return current.view(*spikes.shape[:-1], -1)
 
     def _conv2_pooled(self, spikes: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
         """Channels-last spikes [steps x images, H, W, C] -> conv2 -> norm2 -> 2x2 max pool, as
