@@ -93,3 +93,10 @@ def test_the_csnn_trains_and_infers_alike_with_and_without_summed_rows(norm, mon
     assert torch.equal(runs[True][0], runs[False][0]) and runs[True][0].sum() > 0
     for ours, dense in zip(runs[True][1], runs[False][1], strict=True):
         torch.testing.assert_close(ours, dense, rtol=1e-4, atol=1e-5)
+
+
+def test_the_csnn_runs_an_empty_share_of_a_batch():
+    # A data-parallel process can be handed no images of a small last batch.
+    model = create_model("csnn")
+    model.time_chunk = 2
+    assert model(torch.rand(0, 1, 28, 28), steps=5).shape == (5, 0, 10)

@@ -109,7 +109,7 @@ class CSNN(SpikingNet):
             current = spike_linear.spike_linear(flat, table, self.fc1.bias)
         else:
             current = torch.addmm(self.fc1.bias, flat, table)
-        return current.view(*spikes.shape[:-1], -1)
+        return current.view(*spikes.shape[:-1], table.shape[1])  # B may be 0
 
     def _conv2_pooled(self, spikes: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
         """Channels-last spikes [steps x images, H, W, C] -> conv2 -> norm2 -> 2x2 max pool, as
