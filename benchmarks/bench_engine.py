@@ -49,6 +49,9 @@ from snncli.runtime import resolve_device, resolve_precision, tune_for_device
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
              "amx_tile", "amx_bf16")
 TRAIN_IMAGES = 60_000
+# What forces the kernels of PyTorch, oneDNN, MKL and FBGEMM (embedding_bag) to an ISA.
+ISA_OVERRIDES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                 "FBGEMM_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS")
 
 
 def sync(device: torch.device) -> None:
@@ -224,8 +227,7 @@ def main() -> None:
     auto = resolve_precision("auto", device)
     console = Console(width=max(Console().width, 150))
     cpu, flags = cpu_description()
-    forced = " ".join(f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
-                                                       "OMP_NUM_THREADS") if k in os.environ)
+    forced = " ".join(f"{k}={os.environ[k]}" for k in ISA_OVERRIDES if k in os.environ)
     console.print(f"CPU: {cpu}; ISA flags: {flags}", highlight=False)
     console.print(
         f"PyTorch {torch.__version__} kernels: {torch.backends.cpu.get_cpu_capability()}, "

@@ -20,6 +20,14 @@ import torch
 from torch.nn import functional as F
 
 GROUP = 8  # input channels per table group: 2**8 patterns
+# Share of ones in the spikes up to which the weight gradient is summed from the spikes
+# (`summed_weight_grad`) rather than taken from oneDNN's dense backward pass.
+MAX_WEIGHT_GRAD_DENSITY = 0.08
+
+
+def sparse_enough(spikes: torch.Tensor) -> bool:
+    """Whether the weight gradient is cheaper summed from these spikes than dense."""
+    return spikes.numel() > 0 and spikes.sum() <= MAX_WEIGHT_GRAD_DENSITY * spikes.numel()
 
 
 def usable(spikes: torch.Tensor, conv: torch.nn.Conv2d) -> bool:
@@ -71,6 +79,29 @@ def _lookup(spikes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return summed.view(n, h, w, table.shape[1])  # n may be 0
 
 
+def summed_weight_grad(spikes: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The weight gradient [O, C, 3, 3] of the convolution of spikes [N, H, W, C] (0/1) given
+    its output's gradient [N, H, W, O]: for each tap and input channel, the sum of grad's rows
+    at the positions that tap carried a spike to (one `embedding_bag` bag per (tap, channel)),
+    work in proportion to the spikes. Each sum runs over positions in order, as oneDNN's does."""
+    n, h, w, c = spikes.shape
+    ones = torch.empty(c, n * h * w, dtype=torch.bool, device=spikes.device)
+    torch.gt(spikes.view(-1, c).t(), 0, out=ones)  # channel-major: one channel's spikes together
+    channel, place = ones.nonzero().to(torch.int32).unbind(1)
+    k = torch.arange(-1, 2, dtype=torch.int32, device=spikes.device).view(3, 1)  # tap - 1
+    row = (place % (h * w)).div_(w, rounding_mode="floor") - k  # where each tap carries a spike
+    col = (place % w) - k
+    inside = ((row >= 0) & (row < h)).unsqueeze(1) & ((col >= 0) & (col < w)).unsqueeze(0)
+    # Row of grad for (tap, spike); outside the image it is any row, weighted 0 below.
+    rows = (place - (k * w + k.view(1, 3)).unsqueeze(-1)).clamp_(0, n * h * w - 1).view(-1)
+    counts = torch.bincount(channel, minlength=c).to(torch.int32)
+    taps = torch.arange(9, dtype=torch.int32, device=spikes.device).view(9, 1)
+    offsets = (taps * channel.numel() + counts.cumsum(0, dtype=torch.int32) - counts).view(-1)
+    summed = F.embedding_bag(rows, grad.reshape(-1, grad.shape[-1]), offsets, mode="sum",
+                             per_sample_weights=inside.view(-1).to(grad.dtype))
+    return summed.view(3, 3, c, -1).permute(3, 2, 0, 1).contiguous()
+
+
 class _SpikeConv3x3(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spikes, weight, bias, table):
@@ -81,15 +112,21 @@ class _SpikeConv3x3(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         spikes, weight = ctx.saved_tensors
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
-                ctx.has_bias and ctx.needs_input_grad[2]]
+        grad = grad.contiguous()
+        summed = ctx.needs_input_grad[1] and sparse_enough(spikes)
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1] and not summed,
+                ctx.has_bias and ctx.needs_input_grad[2] and not summed]
         grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            grad.contiguous().permute(0, 3, 1, 2), spikes.permute(0, 3, 1, 2), weight,
+            grad.permute(0, 3, 1, 2), spikes.permute(0, 3, 1, 2), weight,
             [weight.shape[0]] if ctx.has_bias else None, [1, 1], [1, 1], [1, 1], False,
             [0, 0], 1, mask,
         )
         if grad_input is not None:
             grad_input = grad_input.permute(0, 2, 3, 1)
+        if summed:
+            grad_weight = summed_weight_grad(spikes, grad)
+            if ctx.has_bias and ctx.needs_input_grad[2]:
+                grad_bias = grad.view(-1, grad.shape[-1]).sum(0)
         return grad_input, grad_weight, grad_bias, None
 
 

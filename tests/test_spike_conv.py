@@ -8,7 +8,7 @@ from snncli import spike_conv
 from snncli.registry import create_model
 
 
-@pytest.mark.parametrize("rate", [0.0, 0.15, 1.0])
+@pytest.mark.parametrize("rate", [0.0, 0.05, 0.15, 1.0])
 @pytest.mark.parametrize("bias", [True, False])
 def test_lookup_conv_gives_the_dense_convolution_and_its_gradients(rate, bias):
     torch.manual_seed(1)
@@ -89,3 +89,33 @@ def test_lookup_rows_follow_the_bit_order_of_the_channels():
     assert spike_conv.spike_conv3x3(spikes, conv, table)[0, 1, 1, 0] == 26
     dense = F.conv2d(spikes.permute(0, 3, 1, 2), conv.weight, padding=1)
     assert torch.equal(spike_conv.spike_conv3x3(spikes, conv, table), dense.permute(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.02, 0.3, 1.0])
+def test_the_weight_gradient_summed_from_the_spikes_is_the_dense_one(rate):
+    torch.manual_seed(5)
+    spikes = (torch.rand(3, 6, 5, 16) < rate).float()  # [N, H, W, C]
+    spikes[1, 0, 0, :] = 1  # a corner: most taps carry it outside the image
+    grad = torch.randn(3, 6, 5, 24)
+    weight = torch.randn(24, 16, 3, 3)
+    dense = torch.ops.aten.convolution_backward(
+        grad.permute(0, 3, 1, 2), spikes.permute(0, 3, 1, 2), weight, None, [1, 1], [1, 1],
+        [1, 1], False, [0, 0], 1, [False, True, False])[1]
+    summed = spike_conv.summed_weight_grad(spikes, grad)
+    assert summed.shape == (24, 16, 3, 3)
+    torch.testing.assert_close(summed, dense, rtol=1e-5, atol=1e-5)
+
+
+def test_sparse_spikes_get_the_summed_weight_gradient(monkeypatch):
+    calls = []
+    real = spike_conv.summed_weight_grad
+    monkeypatch.setattr(spike_conv, "summed_weight_grad",
+                        lambda *args: calls.append(1) or real(*args))
+    conv = torch.nn.Conv2d(8, 4, 3, padding=1)
+    table = spike_conv.lookup_table(conv.weight, conv.bias)
+    for ones, summed in ((0.05, True), (0.5, False)):
+        calls.clear()
+        spikes = torch.zeros(2, 5, 5, 8)
+        spikes.view(-1)[: int(ones * spikes.numel())] = 1
+        spike_conv.spike_conv3x3(spikes, conv, table).sum().backward()
+        assert calls == ([1] if summed else [])
