@@ -13,7 +13,10 @@ machine's 1-minute load average as it started (timings of a shared machine are o
 comparing while it stays below the number of cores).
 
 To measure the AVX2 path of most laptops on a CPU with AVX-512, force it:
-  ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/bench_engine.py ...
+  ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+      FBGEMM_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/bench_engine.py ...
+(the first two move PyTorch's and oneDNN's kernels; MKL's matrix products and FBGEMM's
+embedding_bag choose their own ISA, which the last two set.)
 
 Usage:
   python benchmarks/bench_engine.py --data-dir ../shared/data/mnist \

@@ -10,8 +10,12 @@ additions instead of 288 multiply-adds, 1.5x faster than oneDNN's fp32 convoluti
 AVX2 or AVX-512 cores whatever the firing rate. The sums run in another order than a dense
 convolution's, so results agree with it to float rounding (about 1e-6), not bit for bit.
 
-The backward pass is the dense convolution's (oneDNN): the gradient of a lookup would be a
-scatter over the table, far slower.
+The gradient of the spikes is the dense convolution's (oneDNN): the gradient of a lookup would
+be a scatter over the table, far slower. The weight gradient is summed from the spikes when they
+are sparse (`summed_weight_grad`): for each tap and input channel, the output gradient's rows at
+the positions the channel's spikes reach, so its work follows the spike count. On 2 AVX2 cores
+(256 samples of 14x14x32) it takes 4.7 ms at 3% ones and 8.2 ms at 7% against oneDNN's 13 ms,
+which the denser spikes keep (`MAX_WEIGHT_GRAD_DENSITY`).
 """
 
 from __future__ import annotations
