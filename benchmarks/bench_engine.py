@@ -103,6 +103,9 @@ def measure(model_name: str, recipe_name: str, steps: int, backend: str, precisi
     torch.manual_seed(0)
     config = {**spec.build.config_fields(recipe), "steps": steps}
     model = spec.build(spec.config_cls(**config)).to(device)
+    if recipe.init == "calibrated":  # as `snn train` starts: the engine's speed follows the
+        # firing rates (sparse spikes are summed, not multiplied), so they must be a run's
+        model.calibrate(normalise(train.images[:256], **norm))
     tune_for_device(model, device, batch, backend=backend, precision=precision)
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     shuffle = torch.Generator().manual_seed(0)
