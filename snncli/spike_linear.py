@@ -67,14 +67,15 @@ class _SpikeLinear(torch.autograd.Function):
         return grad_spikes, grad_table, grad_bias
 
 
-def spike_linear(spikes: torch.Tensor, table: torch.Tensor,
-                 bias: torch.Tensor | None) -> torch.Tensor:
-    """spikes [N, in] (0/1) @ table [in, out] (+ bias [out]) -> [N, out], with gradients for
-    all three: rows summed where `usable` and at most MAX_DENSITY of the spikes are ones, else
-    the dense product (`torch.addmm`, under autocast where it is on)."""
+def spike_linear(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 table: torch.Tensor | None = None) -> torch.Tensor:
+    """spikes [N, in] (0/1) -> `F.linear(spikes, weight [out, in], bias)` [N, out], with
+    gradients for all. Given `table` (`weight.t().contiguous()`, made once where `usable`), the
+    rows of the spikes that fired are summed when at most MAX_DENSITY of them are ones; else
+    the dense product (under autocast where it is on: bf16 products keep the [out, in] weight,
+    for which oneDNN's kernels are made)."""
     spikes = spikes.contiguous()
-    if usable(spikes) and spikes.numel() and spikes.sum() <= MAX_DENSITY * spikes.numel():
+    if (table is not None and usable(spikes) and spikes.numel()
+            and spikes.sum() <= MAX_DENSITY * spikes.numel()):
         return _SpikeLinear.apply(spikes, table, bias)
-    if bias is None:
-        return spikes @ table
-    return torch.addmm(bias, spikes, table)
+    return F.linear(spikes, weight, bias)

@@ -48,19 +48,23 @@ def test_sparse_spikes_are_summed_and_dense_ones_multiplied(monkeypatch):
     real = spike_linear._SpikeLinear.apply
     monkeypatch.setattr(spike_linear._SpikeLinear, "apply",
                         lambda *args: calls.append(1) or real(*args))
-    table, bias = torch.randn(100, 8), torch.randn(8)
+    weight, bias = torch.randn(8, 100), torch.randn(8)
+    table = weight.t().contiguous()
     sparse = torch.zeros(10, 100)
     sparse[:, :10] = 1  # 10% ones
     dense = torch.zeros(10, 100)
     dense[:, :40] = 1  # 40% ones
-    spike_linear.spike_linear(sparse, table, bias)
+    torch.testing.assert_close(spike_linear.spike_linear(sparse, weight, bias, table),
+                               sparse @ table + bias)
     assert calls == [1]
-    torch.testing.assert_close(spike_linear.spike_linear(dense, table, bias),
+    torch.testing.assert_close(spike_linear.spike_linear(dense, weight, bias, table),
                                dense @ table + bias)
     assert calls == [1]  # the dense product, not the sums
-    assert spike_linear.spike_linear(torch.zeros(0, 100), table, bias).shape == (0, 8)
+    spike_linear.spike_linear(sparse, weight, bias)
+    assert calls == [1]  # no table: the dense product
+    assert spike_linear.spike_linear(torch.zeros(0, 100), weight, bias, table).shape == (0, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert spike_linear.spike_linear(sparse, table, bias).dtype == torch.bfloat16
+        assert spike_linear.spike_linear(sparse, weight, bias, table).dtype == torch.bfloat16
     assert calls == [1]  # bf16 matrix products under autocast
 
 

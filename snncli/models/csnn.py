@@ -78,38 +78,41 @@ class CSNN(SpikingNet):
         # lif1 reads that one current at each step of a chunk. It is made channels-last here
         # (the one-channel input leaves the conv's output NCHW).
         current1 = F.max_pool2d(self.norm1(self.conv1(x)), 2).permute(0, 2, 3, 1).contiguous()
-        fc1_table = self._fc1_table()
+        fc1_weight, fc1_table = self._fc1_weight(self.spike_rows and spike_linear.usable(current1))
         # conv2 sees only spikes: on a CPU in fp32 it runs as a table lookup (spike_conv).
-        table = None
+        conv2_table = None
         if self.lookup_conv and spike_conv.usable(current1, self.conv2):
-            table = spike_conv.lookup_table(self.conv2.weight, self.conv2.bias)
+            conv2_table = spike_conv.lookup_table(self.conv2.weight, self.conv2.bias)
         states = [None] * 4
         record = []
         for _, k in self.chunks(steps):
             s, states[0], _ = self.lifs[0](current1, states[0], steps=k)
-            cur = self._conv2_pooled(s.flatten(0, 1), table).permute(0, 2, 3, 1)
+            cur = self._conv2_pooled(s.flatten(0, 1), conv2_table).permute(0, 2, 3, 1)
             s, states[1], _ = self.lifs[1](cur.reshape(k, batch, *cur.shape[1:]), states[1])
-            cur = self._fc1(s.flatten(2), fc1_table)
+            cur = self._fc1(s.flatten(2), fc1_weight, fc1_table)
             s, states[2], _ = self.lifs[2](self.over_time(self.norm3, cur), states[2])
             s, states[3], _ = self.lifs[3](self.fc2(s), states[3])
             record.append(s)
         return torch.cat(record)
 
-    def _fc1_table(self) -> torch.Tensor:
-        """fc1's weight as [in, out] with its inputs in (h, w, c) order, the order of the
-        channels-last spikes that reach it."""
+    def _fc1_weight(self, summed: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """fc1's weight [out, in] with its inputs in (h, w, c) order, the order of the
+        channels-last spikes that reach it; and, if rows of it are to be `summed`
+        (spike_linear), the same weight as a contiguous [in, out] table (the weight is then a
+        view of it, which fp32 products take as fast)."""
         out_features = self.fc1.out_features
-        weight = self.fc1.weight.view(out_features, -1, 7, 7).permute(2, 3, 1, 0)
-        return weight.reshape(-1, out_features)
+        weight = self.fc1.weight.view(out_features, -1, 7, 7)
+        if not summed:
+            return weight.permute(0, 2, 3, 1).reshape(out_features, -1), None
+        table = weight.permute(2, 3, 1, 0).reshape(-1, out_features)
+        return table.t(), table
 
-    def _fc1(self, spikes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    def _fc1(self, spikes: torch.Tensor, weight: torch.Tensor,
+             table: torch.Tensor | None) -> torch.Tensor:
         """Spikes [k, B, in] -> fc1's current [k, B, out]."""
         flat = spikes.reshape(-1, spikes.shape[-1])
-        if self.spike_rows:
-            current = spike_linear.spike_linear(flat, table, self.fc1.bias)
-        else:
-            current = torch.addmm(self.fc1.bias, flat, table)
-        return current.view(*spikes.shape[:-1], table.shape[1])  # B may be 0
+        current = spike_linear.spike_linear(flat, weight, self.fc1.bias, table)
+        return current.view(*spikes.shape[:-1], weight.shape[0])  # B may be 0
 
     def _conv2_pooled(self, spikes: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
         """Channels-last spikes [steps x images, H, W, C] -> conv2 -> norm2 -> 2x2 max pool, as
