@@ -7,7 +7,8 @@ timed iterations, warm-up excluded), the epoch time that implies, inference imag
 memory and accuracy on a fixed test subset after the same iterations from the same initial
 weights, with speed-ups against snnTorch at the same T. Then the time-to-99% budget: 1/8 of
 snnTorch's seed epoch at T=100 (its s/iteration x 469), against the csnn `quick` recipe's
-training time, estimated from its own s/iteration or, with `--quick-seeds`, trained for real.
+training time, estimated from its own s/iteration or, with `--quick-seeds`, trained for real (then
+also its share of tests/data/user_digits read right, from its last epoch's weights).
 Each measurement runs in its own process so peak memory is its own; the `load` column is the
 machine's 1-minute load average as it started (timings of a shared machine are only worth
 comparing while it stays below the number of cores).
@@ -52,6 +53,8 @@ from snncli.runtime import resolve_device, resolve_precision, tune_for_device
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
              "amx_tile", "amx_bf16")
 TRAIN_IMAGES = 60_000
+USER_DIGITS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
+                           "data", "user_digits")
 # What forces the kernels of PyTorch, oneDNN, MKL and FBGEMM (embedding_bag) to an ISA.
 ISA_OVERRIDES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
                  "FBGEMM_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS")
@@ -158,6 +161,8 @@ def measure(model_name: str, recipe_name: str, steps: int, backend: str, precisi
 
 def train_quick(seed: int, args) -> dict:
     """The quick recipe trained for real, as `snn train -m csnn --recipe quick` does it."""
+    from snncli.checkpoint import load_checkpoint
+    from snncli.pretrained import user_digit_accuracy
     from snncli.train import TrainOptions, train
 
     with tempfile.TemporaryDirectory() as folder:
@@ -166,8 +171,10 @@ def train_quick(seed: int, args) -> dict:
             out=os.path.join(folder, "quick.pt"), eval_epochs=1000, plot=False,
         )
         result = train(options)
+        last = load_checkpoint(os.path.join(folder, "quick.last.pt"))
+        users = user_digit_accuracy(last, USER_DIGITS)
     return {"seed": seed, "accuracy": result.last["test_accuracy"],
-            "train_seconds": result.train_seconds}
+            "train_seconds": result.train_seconds, **users}
 
 
 def run_one(spec: str, argv: list[str]) -> dict:
@@ -292,7 +299,9 @@ def main() -> None:
         console.print(
             f"quick recipe trained, seed {seed}, {auto} (auto): test accuracy "
             f"{100 * done['accuracy']:.2f}% after its last epoch, {done['train_seconds']:.0f} s "
-            f"of training = {done['train_seconds'] / budget:.2f} of the budget",
+            f"of training = {done['train_seconds'] / budget:.2f} of the budget; users' digits "
+            f"(tests/data/user_digits) {100 * done['user_digits_accuracy']:.1f}% of "
+            f"{done['user_digits_images']}",
             highlight=False,
         )
 
