@@ -124,6 +124,33 @@ def run_both_backends():
     return run
 
 
+def assert_csnn_alike_with_and_without(attribute: str, norm: str, seed: int) -> None:
+    """A csnn with strong weights (every layer spikes) gives the same output spikes, and
+    parameter gradients within 1e-4, with its flag `attribute` (an engine shortcut) off and
+    on, over 8 steps in chunks of 3."""
+    import torch
+
+    from snncli.registry import create_model
+
+    torch.manual_seed(seed)
+    model = create_model("csnn", norm=norm)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4)
+    model.time_chunk = 3
+    x, target = torch.rand(4, 1, 28, 28), torch.tensor([0, 3, 5, 9])
+    runs = {}
+    for on in (False, True):
+        setattr(model, attribute, on)
+        model.zero_grad()
+        record = model(x, steps=8)
+        model.loss(record, target).backward()
+        runs[on] = (record.detach(), [p.grad.clone() for p in model.parameters()])
+    assert torch.equal(runs[True][0], runs[False][0]) and runs[True][0].sum() > 0
+    for ours, dense in zip(runs[True][1], runs[False][1], strict=True):
+        torch.testing.assert_close(ours, dense, rtol=1e-4, atol=1e-5)
+
+
 # Checks shared by the fault matrix (test_faults*.py).
 
 

@@ -7,6 +7,8 @@ from torch.nn import functional as F
 from snncli import spike_conv
 from snncli.registry import create_model
 
+from conftest import assert_csnn_alike_with_and_without
+
 
 @pytest.mark.parametrize("rate", [0.0, 0.05, 0.15, 1.0])
 @pytest.mark.parametrize("bias", [True, False])
@@ -45,23 +47,7 @@ def test_only_fp32_3x3_convolutions_of_cpu_tensors_are_looked_up():
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
 def test_the_csnn_trains_and_infers_alike_with_and_without_the_lookup(norm):
-    torch.manual_seed(3)
-    model = create_model("csnn", norm=norm)
-    with torch.no_grad():  # stronger weights: every layer spikes
-        for p in model.parameters():
-            p.mul_(4)
-    model.time_chunk = 3
-    x, target = torch.rand(4, 1, 28, 28), torch.tensor([0, 3, 5, 9])
-    runs = {}
-    for lookup in (False, True):
-        model.lookup_conv = lookup
-        model.zero_grad()
-        record = model(x, steps=8)
-        model.loss(record, target).backward()
-        runs[lookup] = (record.detach(), [p.grad.clone() for p in model.parameters()])
-    assert torch.equal(runs[True][0], runs[False][0]) and runs[True][0].sum() > 0
-    for ours, dense in zip(runs[True][1], runs[False][1], strict=True):
-        torch.testing.assert_close(ours, dense, rtol=1e-4, atol=1e-5)
+    assert_csnn_alike_with_and_without("lookup_conv", norm, seed=3)
 
 
 def test_the_csnn_in_bf16_keeps_the_dense_convolution(monkeypatch):

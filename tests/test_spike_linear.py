@@ -6,6 +6,8 @@ import torch
 from snncli import spike_linear
 from snncli.registry import create_model
 
+from conftest import assert_csnn_alike_with_and_without
+
 
 def _dense_and_summed(spikes, table, bias):
     """(dense result and gradients, summed result and gradients) for one random output
@@ -80,23 +82,7 @@ def test_only_fp32_cpu_spikes_outside_autocast_are_summed():
 @pytest.mark.parametrize("norm", ["none", "batch"])
 def test_the_csnn_trains_and_infers_alike_with_and_without_summed_rows(norm, monkeypatch):
     monkeypatch.setattr(spike_linear, "MAX_DENSITY", 1.0)  # always summed when asked
-    torch.manual_seed(4)
-    model = create_model("csnn", norm=norm)
-    with torch.no_grad():  # stronger weights: every layer spikes
-        for p in model.parameters():
-            p.mul_(4)
-    model.time_chunk = 3
-    x, target = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 6, 8])
-    runs = {}
-    for rows in (False, True):
-        model.spike_rows = rows
-        model.zero_grad()
-        record = model(x, steps=8)
-        model.loss(record, target).backward()
-        runs[rows] = (record.detach(), [p.grad.clone() for p in model.parameters()])
-    assert torch.equal(runs[True][0], runs[False][0]) and runs[True][0].sum() > 0
-    for ours, dense in zip(runs[True][1], runs[False][1], strict=True):
-        torch.testing.assert_close(ours, dense, rtol=1e-4, atol=1e-5)
+    assert_csnn_alike_with_and_without("spike_rows", norm, seed=4)
 
 
 def test_the_csnn_runs_an_empty_share_of_a_batch():
