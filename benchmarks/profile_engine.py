@@ -50,6 +50,9 @@ def main() -> None:
     torch.manual_seed(0)
     model = spec.build(spec.config_cls(**{**spec.build.config_fields(recipe), "steps": steps}))
     model = model.to(device)
+    # As `snn train` starts: the CPU engine's speed follows the firing rates.
+    if recipe.init == "calibrated":
+        model.calibrate(normalise(images[:256], **norm))
     precision = tune_for_device(model, device, batch, precision=args.precision)
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
