@@ -408,9 +408,9 @@ def test_models_shows_each_recipes_settings():
     assert rows["setting"] == [csnn, mlp]
     assert rows["norm"] == [["none", "none", "batch", "batch", "batch"], ["none", "none", "none"]]
     assert rows["loss"] == [["rate", "rate", "rate", "count", "rate"], ["mean", "mean", "mean"]]
-    assert rows["time"] == [["steps", "100", "25", "5", "8", "16"], ["steps", "6", "6", "6"]]
+    assert rows["time"] == [["steps", "100", "25", "6", "8", "16"], ["steps", "6", "6", "6"]]
     assert rows["augment"] == [
-        ["none", "full", "none", "light", "light"], ["none", "full", "light"]
+        ["none", "full", "light", "light", "light"], ["none", "full", "light"]
     ]
     assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle", "onecycle"]
     assert rows["ema"] == [["off", "off", "off", "off", "0.999"], ["off", "off", "off"]]

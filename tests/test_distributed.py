@@ -27,7 +27,7 @@ ITERATIONS = 4
 # csnn quick: batch norm over time x images, light augmentation, one-cycle, plus a weight average.
 JOBS = {
     "mlp": ("robust", {"batch_size": 25}),
-    "csnn": ("quick", {"batch_size": 25, "steps": 3, "ema": 0.9, "augment": "light"}),
+    "csnn": ("quick", {"batch_size": 25, "steps": 3, "ema": 0.9}),
 }
 
 
