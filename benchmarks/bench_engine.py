@@ -49,6 +49,7 @@ from snncli.data import Split, load_split, normalise
 from snncli.evaluate import evaluate_model
 from snncli.registry import get_model_spec
 from snncli.runtime import resolve_device, resolve_precision, tune_for_device
+from snncli.train import initialise
 
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
              "amx_tile", "amx_bf16")
@@ -106,9 +107,9 @@ def measure(model_name: str, recipe_name: str, steps: int, backend: str, precisi
     torch.manual_seed(0)
     config = {**spec.build.config_fields(recipe), "steps": steps}
     model = spec.build(spec.config_cls(**config)).to(device)
-    if recipe.init == "calibrated":  # as `snn train` starts: the engine's speed follows the
-        # firing rates (sparse spikes are summed, not multiplied), so they must be a run's
-        model.calibrate(normalise(train.images[:256], **norm))
+    # As `snn train` starts: the engine's speed follows the firing rates (sparse spikes are
+    # summed, not multiplied), so they must be a run's.
+    initialise(model, recipe, train.images, norm)
     tune_for_device(model, device, batch, backend=backend, precision=precision)
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     shuffle = torch.Generator().manual_seed(0)

@@ -22,6 +22,7 @@ from snncli.data import Split, load_split, normalise
 from snncli.evaluate import evaluate_model
 from snncli.registry import get_model_spec, get_recipe
 from snncli.runtime import resolve_device, tune_for_device
+from snncli.train import initialise
 
 
 def main() -> None:
@@ -50,9 +51,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = spec.build(spec.config_cls(**{**spec.build.config_fields(recipe), "steps": steps}))
     model = model.to(device)
-    # As `snn train` starts: the CPU engine's speed follows the firing rates.
-    if recipe.init == "calibrated":
-        model.calibrate(normalise(images[:256], **norm))
+    initialise(model, recipe, images, norm)  # as `snn train` starts: speed follows firing rates
     precision = tune_for_device(model, device, batch, precision=args.precision)
     optimiser = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -258,11 +258,9 @@ class Trainer:
     def calibrate(self) -> None:
         """The recipe's data-driven initialisation, on the first training images, before any
         update (a fresh run only: a resumed one loads its weights)."""
-        if self.recipe.init == "calibrated":
-            images = self.data.train.images[:256].to(self.device)
-            self.model.calibrate(normalise(images, **self.data.norm))
-            if self.averaged is not None:  # the average starts from the calibrated weights
-                self.averaged = make_average(self.model, self.recipe.ema)
+        initialise(self.model, self.recipe, self.data.train.images, self.data.norm)
+        if self.recipe.init == "calibrated" and self.averaged is not None:
+            self.averaged = make_average(self.model, self.recipe.ema)  # from the calibrated weights
 
     def distribute(self) -> None:
         """In a data-parallel run, train through DistributedDataParallel with batch norm over
@@ -600,6 +598,14 @@ def load_shared_data(dist: Group, options: TrainOptions, recipe: Recipe, device:
             resolve_data_dir(options.data_dir)
         dist.barrier()
     return load_run_data(options, recipe, device, mean_std)
+
+
+def initialise(model, recipe: Recipe, images: torch.Tensor, norm: dict) -> None:
+    """A freshly built model initialised as its recipe says: with `init` "calibrated", its
+    weights scaled to fire at a set rate on the first 256 of the training `images` (uint8)."""
+    if recipe.init == "calibrated":
+        device = next(model.parameters()).device
+        model.calibrate(normalise(images[:256].to(device), **norm))
 
 
 def saved_training_state(path: Path) -> dict:
