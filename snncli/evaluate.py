@@ -81,9 +81,8 @@ def evaluate_model(
     for images, labels in batches(split, batch_size):
         x = normalise(images.to(device, non_blocking=True), **normalisation)
         labels = labels.to(device, non_blocking=True)
-        record = model(x, steps=steps)
-        scores = model.readout(record)
-        predicted = scores.argmax(1)
+        result = model.classify(x, steps=steps)
+        scores, predicted = result.scores, result.predicted
         confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
         if model.output_is_spikes:
             output_spikes += scores.sum(dtype=torch.float64)

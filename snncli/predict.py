@@ -13,6 +13,7 @@ import torch
 from .checkpoint import model_from_checkpoint
 from .data import normalise
 from .errors import ImageError, one_line
+from .models.base import Classified
 from .preprocess import load_digit
 from .runtime import tune_for_device
 
@@ -70,27 +71,27 @@ class Classifier:
         self.device, self.steps = device, steps
 
     @torch.no_grad()
-    def __call__(self, digits: list[np.ndarray]):
-        """uint8 [28, 28] digits (one batch) -> (scores [N, C], confidences [N, C], records
-        [T, N, C]), on the CPU; records are the output layer over time (the spike raster)."""
+    def __call__(self, digits: list[np.ndarray]) -> Classified:
+        """uint8 [28, 28] digits (one batch) -> the model's scores, ranking and record (the
+        output layer over time: the spike raster), on the CPU."""
         batch = torch.from_numpy(np.stack(digits)).to(self.device)
-        record = self.model(normalise(batch, **self.normalisation), steps=self.steps).cpu()
-        scores = self.model.readout(record)
-        return scores, self.model.confidence(scores), record
+        found = self.model.classify(normalise(batch, **self.normalisation), steps=self.steps)
+        return Classified(found.record.cpu(), found.scores.cpu(), found.ranking.cpu())
 
 
 def predict_digits(
     ckpt: dict, digits: list[np.ndarray], device: torch.device, steps=None, precision="auto"
-):
-    """uint8 [28, 28] digits -> (model, scores [N, C], confidences [N, C], records [T, N, C]),
-    classified in batches of BATCH; tensors come back on the CPU. `model.precision` says what
-    `precision` (auto, fp32 or bf16) resolved to."""
+) -> tuple[torch.nn.Module, Classified]:
+    """uint8 [28, 28] digits -> (model, their scores [N, C], ranking [N, C] and records
+    [T, N, C]), classified in batches of BATCH; tensors come back on the CPU.
+    `model.precision` says what `precision` (auto, fp32 or bf16) resolved to."""
     classify = Classifier(ckpt, device, steps, min(BATCH, max(1, len(digits))), precision)
     parts = [classify(digits[i : i + BATCH]) for i in range(0, len(digits), BATCH)]
-    scores = torch.cat([p[0] for p in parts])
-    conf = torch.cat([p[1] for p in parts])
-    records = torch.cat([p[2] for p in parts], dim=1)
-    return classify.model, scores, conf, records
+    return classify.model, Classified(
+        torch.cat([p.record for p in parts], dim=1),
+        torch.cat([p.scores for p in parts]),
+        torch.cat([p.ranking for p in parts]),
+    )
 
 
 def expand_inputs(arguments: list[str]) -> list[str | Failure]:
@@ -162,13 +163,13 @@ def _predict_batches(classify: Classifier, items: list[str | Failure], stdin: by
         read = [item if isinstance(item, Failure) else read_digit(item, stdin) for item in chunk]
         digits = [d for d in read if not isinstance(d, Failure)]
         if digits:
-            scores, conf, record = classify(digits)
+            found = classify(digits)
         index = 0
         for item, digit in zip(chunk, read, strict=True):
             if isinstance(digit, Failure):
                 yield digit
                 continue
-            yield _prediction(item, digit, scores[index], conf[index], record[:, index])
+            yield _prediction(classify.model, item, digit, found, index)
             index += 1
 
 
@@ -184,18 +185,21 @@ def predict_samples(ckpt: dict, count: int, seed: int, device: torch.device, ste
     def predictions():
         for start in range(0, count, BATCH):
             digits = [img.numpy() for img in images[start : start + BATCH]]
-            scores, conf, record = classify(digits)
+            found = classify(digits)
             for i, digit in enumerate(digits):
-                found = _prediction(f"mnist-test-{indices[start + i]}", digit, scores[i],
-                                    conf[i], record[:, i])
-                found.label = int(labels[start + i])
-                yield found
+                prediction = _prediction(classify.model, f"mnist-test-{indices[start + i]}",
+                                         digit, found, i)
+                prediction.label = int(labels[start + i])
+                yield prediction
 
     return classify.model, predictions()
 
 
-def _prediction(path: str, digit: np.ndarray, scores, conf, record) -> Prediction:
-    order = torch.argsort(scores, descending=True, stable=True)
+def _prediction(model, path: str, digit: np.ndarray, found: Classified, index: int) -> Prediction:
+    """The Prediction for image `index` of a classified batch."""
+    scores, record = found.scores[index], found.record[:, index]
+    conf = model.confidence(found.scores[index : index + 1])[0]
+    order = torch.argsort(found.ranking[index], descending=True, stable=True)
     best, second = int(order[0]), int(order[1])
     return Prediction(
         path="<stdin>" if path == "-" else str(path),

@@ -294,6 +294,8 @@ class Trainer:
             self.schedule.step()
         self.iteration += 1
         with torch.no_grad():
+            # A progress figure: spike-count ties go to the lower digit here, where evaluations
+            # rank them by the output current (`SpikingNet.classify`).
             correct = (self.model.readout(record).argmax(1) == labels).sum()
         if self.dist.active:  # the whole batch's loss and right answers, in every process
             totals = self.dist.sum_(torch.stack([loss.detach(), correct.to(loss.dtype)]))

@@ -61,11 +61,11 @@ def test_mlp_learns_real_mnist_and_predicts_its_digits_as_png(real_mnist, tmp_pa
     images = [open_image(p) for p in paths]
     ckpt = load_checkpoint(out)
     cpu = torch.device("cpu")
-    _, scores, _, _ = predict_digits(ckpt, [mnist_like(im) for im in images], cpu)
-    right = scores.argmax(1).numpy() == labels
+    _, found = predict_digits(ckpt, [mnist_like(im) for im in images], cpu)
+    right = found.predicted.numpy() == labels
     plain = [np.asarray(im.convert("L").resize((28, 28))) for im in images]
-    _, scores, _, _ = predict_digits(ckpt, plain, cpu)
-    resized = (scores.argmax(1).numpy() == labels).mean()
+    _, found = predict_digits(ckpt, plain, cpu)
+    resized = (found.predicted.numpy() == labels).mean()
     assert right.mean() >= 0.85 and resized < 0.4, (right.mean(), resized)
     # Each kind added for real users' misreads (issue 21) is read too; European 1s are the
     # model's to learn (the recipe setting `styles`), not the pipeline's.

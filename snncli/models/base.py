@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -18,6 +20,31 @@ class _Stop(Exception):
     """Raised by a forward hook to end a forward pass early."""
 
 
+@dataclass
+class Classified:
+    """A batch through the network: `record` [T, B, C] is the output layer over time, `scores`
+    [B, C] its readout (spike counts, or mean output) and `ranking` [B, C] orders the classes,
+    best first: the scores, with spike-count ties broken by the output layer's input current."""
+
+    record: torch.Tensor
+    scores: torch.Tensor
+    ranking: torch.Tensor
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        return self.ranking.argmax(1)
+
+
+def ranking(scores: torch.Tensor, current: torch.Tensor | None) -> torch.Tensor:
+    """Integer spike counts [B, C] with ties ordered by `current` [B, C] (None: the scores):
+    each class's rank by current, scaled into [0, 0.5), is added, which orders equal counts
+    and never reorders different ones."""
+    if current is None:
+        return scores
+    rank = current.argsort(dim=1, stable=True).argsort(dim=1)
+    return scores + rank.to(scores.dtype) / (2 * scores.shape[1])
+
+
 class SpikingNet(nn.Module):
     """A network simulated for `steps` time steps on a static image.
 
@@ -31,6 +58,10 @@ class SpikingNet(nn.Module):
     """
 
     output_is_spikes: bool = True
+    # The layer feeding a spiking output layer (its attribute name). At a few time steps the
+    # output spike counts often tie, and `argmax` would give every tie to the lower digit: of
+    # the tied classes, the one whose neuron received the most input current wins instead.
+    output_synapse: str = ""
     losses: tuple[str, ...] = ()  # training criteria `loss` knows; the first is the default
     surrogate_field: str = ""  # the config field a recipe's `surrogate` sets
 
@@ -84,6 +115,29 @@ class SpikingNet(nn.Module):
     def readout(self, record: torch.Tensor) -> torch.Tensor:
         """[T, B, C] -> [B, C] scores: spike counts (spiking output) or mean output."""
         return record.sum(0) if self.output_is_spikes else record.mean(0)
+
+    def classify(self, x: torch.Tensor, steps: int | None = None) -> Classified:
+        """Run the network on x [B, 1, 28, 28] and rank the classes of each image."""
+        record, current = self._forward_with_output_current(x, steps)
+        scores = self.readout(record)
+        return Classified(record, scores, ranking(scores, current))
+
+    def _forward_with_output_current(self, x, steps):
+        """(record, the output layer's input current summed over steps [B, C] or None)."""
+        batch = x.shape[0]
+        if not (self.output_is_spikes and self.output_synapse) or batch == 0:
+            return self(x, steps=steps), None
+        sums = []
+
+        def add(module, inputs, output):  # [k, B, C] per chunk (engine), [B, C] per step
+            sums.append(output.float().reshape(-1, batch, output.shape[-1]).sum(0))
+
+        hook = getattr(self, self.output_synapse).register_forward_hook(add)
+        try:
+            record = self(x, steps=steps)
+        finally:
+            hook.remove()
+        return record, torch.stack(sums).sum(0)
 
     def loss(self, record, target, smoothing: float = 0.0, kind: str | None = None):
         """Training criterion `kind` (one of `losses`; None = the first); `smoothing` is

@@ -47,6 +47,7 @@ class CSNN(SpikingNet):
     """
 
     output_is_spikes = True
+    output_synapse = "fc2"
     losses = ("rate", "count")
     surrogate_field = "slope"  # what a recipe's `surrogate` sets
     lookup_conv = True  # conv2 as a table lookup where `spike_conv.usable` (CPU, fp32)
