@@ -253,6 +253,9 @@ def prediction_table(result, output_is_spikes: bool) -> Table:
         right = result.label == result.prediction
         title += f", true {result.label}: " + ("[green]right[/]" if right else "[red]wrong[/]")
     table = Table(title=title)
+    if output_is_spikes and result.scores[result.prediction] == result.scores[result.runner_up]:
+        table.caption = (f"{result.prediction} and {result.runner_up} fired equally often: the "
+                         "tie goes to the neuron that received more input current")
     table.add_column("digit", justify="right")
     table.add_column(label, justify="right")
     table.add_column(share, justify="right")

@@ -71,3 +71,26 @@ def test_an_empty_batch_and_a_non_spiking_readout_are_ranked_by_their_scores():
         found = mlp.classify(torch.rand(2, 1, 28, 28))
     assert torch.equal(found.ranking, found.scores)
     assert np.allclose(found.scores.numpy(), found.record.mean(0).numpy())
+
+
+def test_the_prediction_table_says_when_a_spike_tie_was_broken(tmp_path):
+    from PIL import Image
+    from rich.console import Console
+
+    from snncli.predict import predict_files
+    from snncli.ui import prediction_table
+
+    model = tied_csnn("engine")
+    ckpt = build_checkpoint("csnn", model, recipe={}, metrics={}, epoch=1)
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.pad(np.full((12, 6), 255, np.uint8), 8)).save(image)
+    _, results = predict_files(ckpt, [str(image)], torch.device("cpu"))
+    (result,) = list(results)
+    assert (result.prediction, result.runner_up) == (7, 3)
+    console = Console(record=True, width=120)
+    console.print(prediction_table(result, output_is_spikes=True))
+    text = " ".join(console.export_text().split())
+    assert "7 and 3 fired equally often: the tie goes to the neuron that received more" in text
+    result.scores[3] = 4.0
+    console.print(prediction_table(result, output_is_spikes=True))
+    assert console.export_text().count("fired equally often") == 0  # export_text clears
