@@ -25,6 +25,7 @@ def describe_recipe(name: str, r: dict) -> str:
         f"recipe {name}: {r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']:g} "
         f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
         f"{r['init']} init, "
+        + (f"{r['styles']:.0%} style digits, " if r.get("styles") else "")
         + ("batch norm, " if r["norm"] == "batch" else "")
         + ("learned decay, " if r["decay"] == "learned" else "")
         + f"{r['loss']} loss, surrogate {r['surrogate']:g}"

@@ -204,6 +204,9 @@ def test_predict_tables_show_spike_counts_of_the_csnn(tiny_mnist, tmp_path):
         "1",
     )
     assert result.exit_code == 0, result.output
+    # 200 images, 20 held out for validation: 180 + 3% style digits (5)
+    start = " ".join(result.output.split())
+    assert "3% style digits" in start and "185 training images" in start, start[:300]
     images = [tmp_path / "a.png", tmp_path / "b.png"]
     for i, path in enumerate(images):
         big_photo(i + 3, i).save(path)
