@@ -258,8 +258,8 @@ class Trainer:
     def calibrate(self) -> None:
         """The recipe's data-driven initialisation, on the first training images, before any
         update (a fresh run only: a resumed one loads its weights)."""
-        initialise(self.model, self.recipe, self.data.train.images, self.data.norm)
-        if self.recipe.init == "calibrated" and self.averaged is not None:
+        changed = initialise(self.model, self.recipe, self.data.train.images, self.data.norm)
+        if changed and self.averaged is not None:
             self.averaged = make_average(self.model, self.recipe.ema)  # from the calibrated weights
 
     def distribute(self) -> None:
@@ -602,12 +602,15 @@ def load_shared_data(dist: Group, options: TrainOptions, recipe: Recipe, device:
     return load_run_data(options, recipe, device, mean_std)
 
 
-def initialise(model, recipe: Recipe, images: torch.Tensor, norm: dict) -> None:
+def initialise(model, recipe: Recipe, images: torch.Tensor, norm: dict) -> bool:
     """A freshly built model initialised as its recipe says: with `init` "calibrated", its
-    weights scaled to fire at a set rate on the first 256 of the training `images` (uint8)."""
-    if recipe.init == "calibrated":
-        device = next(model.parameters()).device
-        model.calibrate(normalise(images[:256].to(device), **norm))
+    weights scaled to fire at a set rate on the first 256 of the training `images` (uint8).
+    Returns whether the weights changed."""
+    if recipe.init != "calibrated":
+        return False
+    device = next(model.parameters()).device
+    model.calibrate(normalise(images[:256].to(device), **norm))
+    return True
 
 
 def saved_training_state(path: Path) -> dict:
