@@ -135,8 +135,11 @@ def start(device: torch.device) -> tuple[Group, torch.device]:
 
 
 def finish() -> None:
-    """Leave the run (at the end of a process that joined one)."""
+    """Leave the run (at the end of a process that joined one). The processes first wait for
+    each other: one that tore down its connections while another still used them (rank 0
+    writes the files and the plot after the last step) could abort in gloo's threads."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

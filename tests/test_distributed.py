@@ -148,9 +148,10 @@ def test_the_first_weight_updates_agree_with_a_single_process_s(model, runs):
     drift = update_drift(rank0, single, NOISE[model])
     print(f"{model}: update drift in learning rates, iterations 1-{ITERATIONS}:",
           ", ".join(f"{d:.2g}" for d in drift))
-    # Adam's first step is lr x g / (|g| + 1e-8): a gradient at rounding level (~1e-10, of
-    # either sign in either run) moves its weight by up to a few hundredths of lr.
-    assert drift[0] <= 0.05
+    # Adam's first step is lr x g / (|g| + 1e-8): a gradient at rounding level (up to ~1e-9,
+    # of either sign in either run, by the CPU's summation order) moves its weight by up to
+    # 2 x 1e-9 / (1e-9 + 1e-8) = 0.18 of lr.
+    assert drift[0] <= 0.2
     assert max(drift) <= 2  # never a different direction of training
     for key, w in rank0["weights"][-1].items():  # the processes hold one model
         assert torch.equal(w, rank1["weights"][-1][key]), key
