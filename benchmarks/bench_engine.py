@@ -50,7 +50,7 @@ from snncli.data import Split, load_split, normalise
 from snncli.evaluate import evaluate_model
 from snncli.registry import get_model_spec
 from snncli.runtime import resolve_device, resolve_precision, tune_for_device
-from snncli.train import initialise
+from snncli.train_setup import initialise
 
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
              "amx_tile", "amx_bf16")
@@ -164,7 +164,7 @@ def measure(model_name: str, recipe_name: str, steps: int, backend: str, precisi
 def train_quick(seed: int, args) -> dict:
     """The quick recipe trained for real, as `snn train -m csnn --recipe quick` does it."""
     from snncli.checkpoint import load_checkpoint
-    from snncli.pretrained import user_digit_accuracy
+    from snncli.predict import user_digit_accuracy
     from snncli.train import TrainOptions, train
 
     with tempfile.TemporaryDirectory() as folder:
@@ -180,16 +180,14 @@ def train_quick(seed: int, args) -> dict:
             "train_seconds": result.train_seconds, **users}
 
 
-def count_argmax_accuracy(ckpt: dict, data_dir: str) -> float:
+def count_argmax_accuracy(ckpt, data_dir: str) -> float:
     """MNIST test accuracy (fp32) with spike-count ties given to the lower digit, as the argmax
     of the counts (snnTorch's `accuracy_rate`) scores it, where `snn evaluate` gives a tie to
     the neuron with the most input current."""
-    from snncli.checkpoint import model_from_checkpoint
-
-    model = model_from_checkpoint(ckpt)
+    model = ckpt.build_model()
     model.output_synapse = ""  # no current to break ties by: classes ranked by counts alone
     test = load_split("test", data_dir)
-    return evaluate_model(model, test, ckpt["normalisation"], torch.device("cpu")).accuracy
+    return evaluate_model(model, test, ckpt.normalisation, torch.device("cpu")).accuracy
 
 
 def run_one(spec: str, argv: list[str]) -> dict:

@@ -171,7 +171,7 @@ def main() -> None:
             found = scorer.score(images, labels)
             rows.append((f"[bold]{name}", len(images), {k: v[0] for k, v in found.items()}))
 
-    table = Table(title=f"snn predict accuracy, {args.checkpoint} ({ckpt['model']})")
+    table = Table(title=f"snn predict accuracy, {args.checkpoint} ({ckpt.model})")
     for column in ("set", "images", *ways):
         table.add_column(column, justify="left" if column == "set" else "right")
     for name, count, right in rows:

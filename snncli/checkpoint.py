@@ -1,9 +1,14 @@
-"""Checkpoints: one file of plain types, written atomically, read with weights_only=True."""
+"""Checkpoints: one file of plain types, written atomically, read with weights_only=True.
+
+This module alone knows the file's layout: everything else uses the typed `Checkpoint` that
+`load_checkpoint` returns and `build_checkpoint` makes (and `Checkpoint.to_dict` writes).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +16,7 @@ import torch
 
 from .checks import field_problem, show
 from .errors import CheckpointError, one_line
-from .files import atomic_write, prepare_folder  # noqa: F401  (train.py imports both here)
+from .files import atomic_write
 from .registry import get_model_spec, list_models
 
 FORMAT = "snncli-checkpoint"
@@ -21,9 +26,163 @@ FORMAT_VERSION = 2  # the newest this snncli reads
 PLAIN_FORMAT_VERSION = 1
 DEFAULT_DIR = Path("checkpoints")
 _REQUIRED = ("format", "format_version", "model", "config", "state_dict", "normalisation")
+MNIST_PREPROCESSING = {
+    "size": [28, 28],
+    "polarity": "white digit on black",
+    "layout": "digit fitted in 20x20, centred by mass in 28x28 (MNIST)",
+}
 
 
-def build_checkpoint(model_name: str, model, *, recipe: dict, metrics: dict, epoch: int) -> dict:
+@dataclass
+class Metrics:
+    """What training recorded about the checkpoint: which one it is and how it scored."""
+
+    checkpoint: str | None = None  # "best" (chosen on validation) or "last"
+    selected_on: str | None = None  # "validation", or None when nothing was held out
+    evaluated_epoch: int | None = None
+    test_accuracy: float | None = None
+    test_images: int | None = None
+    val_accuracy: float | None = None
+    precision: str | None = None  # the precision it was evaluated in while training
+    others: dict[str, Any] = field(default_factory=dict)  # further figures, kept as written
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Metrics:
+        names = {f.name for f in dataclasses.fields(cls)} - {"others"}
+        return cls(**{k: v for k, v in values.items() if k in names},
+                   others={k: v for k, v in values.items() if k not in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        known = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                 if f.name != "others" and getattr(self, f.name) is not None}
+        return known | self.others
+
+
+@dataclass
+class Bundled:
+    """Where bundled weights came from and what they scored when they were made."""
+
+    source: str
+    dtype: str
+    test_accuracy_before: float | None = None  # MNIST test, fp32, before compaction
+    test_accuracy_after: float | None = None  # and after
+    user_digits_accuracy: float | None = None  # share of tests/data/user_digits read right
+    user_digits_images: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: Any) -> Bundled | None:
+        if not isinstance(values, dict) or not {"source", "dtype"} <= set(values):
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint as the tool uses it: the model to rebuild (`model`, `config`,
+    `state_dict`), how its input pixels are scaled, the recipe and metrics of the run that
+    made it, and, in a resumable `.last.pt`, the whole `training_state`."""
+
+    model: str
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    normalisation: dict[str, float]  # {"mean", "std"} applied to pixels in [0, 1]
+    recipe: dict[str, Any] = field(default_factory=dict)  # name, seed and settings
+    metrics: Metrics = field(default_factory=Metrics)
+    epoch: int | None = None
+    preprocessing: dict[str, Any] = field(default_factory=lambda: dict(MNIST_PREPROCESSING))
+    versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = PLAIN_FORMAT_VERSION
+    bundled: Bundled | None = None
+    training_state: dict[str, Any] | None = None
+
+    @property
+    def recipe_name(self) -> str | None:
+        name = self.recipe.get("recipe")
+        return name if isinstance(name, str) else None
+
+    @property
+    def steps(self) -> int:
+        return self.config["steps"]
+
+    @property
+    def resumable(self) -> bool:
+        return isinstance(self.training_state, dict)
+
+    def build_model(self, device: str | torch.device = "cpu"):
+        """The registered model this checkpoint describes, with its weights, in eval mode."""
+        spec = get_model_spec(self.model)
+        model = spec.build(spec.config_cls(**self.config))
+        try:
+            model.load_state_dict(self.state_dict)
+        except Exception:
+            raise CheckpointError(
+                f"checkpoint weights do not match the {spec.name!r} architecture"
+            ) from None
+        return model.to(device).eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's contents: plain types and CPU tensors."""
+        stored = {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "model": self.model,
+            "config": dict(self.config),
+            "state_dict": dict(self.state_dict),
+            "normalisation": dict(self.normalisation),
+            "preprocessing": dict(self.preprocessing),
+            "recipe": dict(self.recipe),
+            "metrics": self.metrics.to_dict(),
+            "epoch": self.epoch,
+            "versions": dict(self.versions),
+        }
+        if self.bundled is not None:
+            stored["bundled"] = self.bundled.to_dict()
+        if self.training_state is not None:
+            stored["training_state"] = self.training_state
+        return stored
+
+    @classmethod
+    def from_dict(cls, ckpt: dict[str, Any]) -> Checkpoint:
+        """A checked file's contents (see `checkpoint_problems`) as a Checkpoint."""
+        metrics = ckpt.get("metrics")
+        return cls(
+            model=ckpt["model"], config=dict(ckpt["config"]), state_dict=ckpt["state_dict"],
+            normalisation=dict(ckpt["normalisation"]), recipe=dict(ckpt.get("recipe") or {}),
+            metrics=Metrics.from_dict(metrics if isinstance(metrics, dict) else {}),
+            epoch=ckpt.get("epoch"),
+            preprocessing=dict(ckpt.get("preprocessing") or MNIST_PREPROCESSING),
+            versions=dict(ckpt.get("versions") or {}),
+            format_version=ckpt["format_version"], bundled=Bundled.from_dict(ckpt.get("bundled")),
+            training_state=ckpt.get("training_state"),
+        )
+
+    def compacted(self, source: str, dtype: str = "int8") -> dict[str, Any]:
+        """The file contents of a copy to bundle: weight matrices in `dtype` ("int8":
+        symmetric, one scale per output row, a quarter of fp32's size; or "float16"),
+        vectors in half precision, no training state, and where it came from."""
+        state, scales = {}, {}
+        for key, value in self.state_dict.items():
+            if dtype == "int8" and value.is_floating_point() and value.dim() >= 2:
+                rows = value.float().flatten(1)
+                scale = rows.abs().amax(1).clamp_min(torch.finfo(torch.float32).tiny) / 127
+                state[key] = (rows / scale[:, None]).round().to(torch.int8).view(value.shape)
+                scales[key] = scale
+            else:
+                state[key] = value.half() if value.is_floating_point() else value
+        small = dataclasses.replace(self, state_dict=state, training_state=None,
+                                    bundled=Bundled(source=source, dtype=dtype))
+        stored = small.to_dict()
+        if scales:  # snncli before format version 2 cannot read them: it asks to be upgraded
+            stored |= {"weight_scales": scales, "format_version": FORMAT_VERSION}
+        return stored
+
+
+def build_checkpoint(model_name: str, model, *, recipe: dict, metrics: dict,
+                     epoch: int) -> Checkpoint:
     """Everything needed to rebuild and use `model`, as plain types and CPU tensors."""
     import snntorch
     import torchvision
@@ -31,42 +190,33 @@ def build_checkpoint(model_name: str, model, *, recipe: dict, metrics: dict, epo
     from . import __version__
 
     mean, std = get_model_spec(model_name).normalisation
-    return {
-        "format": FORMAT,
-        "format_version": PLAIN_FORMAT_VERSION,
-        "model": model_name,
-        "config": dataclasses.asdict(model.config),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "normalisation": {"mean": mean, "std": std},
-        "preprocessing": {
-            "size": [28, 28],
-            "polarity": "white digit on black",
-            "layout": "digit fitted in 20x20, centred by mass in 28x28 (MNIST)",
-        },
-        "recipe": dict(recipe),
-        "metrics": dict(metrics),
-        "epoch": epoch,
-        "versions": {
+    return Checkpoint(
+        model=model_name,
+        config=dataclasses.asdict(model.config),
+        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        normalisation={"mean": mean, "std": std},
+        recipe=dict(recipe),
+        metrics=Metrics.from_dict(dict(metrics)),
+        epoch=epoch,
+        versions={
             "snncli": __version__,
             "torch": str(torch.__version__),
             "torchvision": str(torchvision.__version__),
             "snntorch": str(snntorch.__version__),
         },
-    }
+    )
 
 
-def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
+def save_checkpoint(checkpoint: Checkpoint | dict, path: str | Path) -> Path:
+    """Write a Checkpoint (or a file's contents, as `Checkpoint.compacted` makes them)."""
     path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), what="checkpoint")
+    stored = checkpoint.to_dict() if isinstance(checkpoint, Checkpoint) else checkpoint
+    atomic_write(path, lambda tmp: torch.save(stored, tmp), what="checkpoint")
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and validate a checkpoint (tensors land on the CPU whatever device trained it).
-
-    Every field a command reads is checked before use: a damaged or tampered file is refused
-    with one line per problem (CheckpointError), each naming the file and the field.
-    """
+def read_checkpoint_file(path: str | Path) -> Any:
+    """A checkpoint file's raw contents (plain types only: weights_only), unchecked."""
     path = Path(path)
     name = one_line(path)
     if path.is_dir():
@@ -76,13 +226,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch's remarks on odd tensors would be extra lines
             warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
         if exc.errno is None:
             raise CheckpointError(f"{name} is not an snncli checkpoint (cannot be read)") from None
         raise CheckpointError(f"cannot read {name}: {exc.strerror}") from None
     except Exception:
         raise CheckpointError(f"{name} is not an snncli checkpoint (cannot be read)") from None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint (tensors land on the CPU whatever device trained it).
+
+    Every field a command reads is checked before use: a damaged or tampered file is refused
+    with one line per problem (CheckpointError), each naming the file and the field.
+    """
+    ckpt = read_checkpoint_file(path)
+    name = one_line(Path(path))
     try:
         problems = expand_stored_weights(ckpt) or checkpoint_problems(ckpt)
     except Exception as exc:  # a structure no check foresaw: still one line, never a traceback
@@ -90,7 +250,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{name} is not a usable snncli checkpoint: {reason}") from None
     if problems:
         raise CheckpointError("\n".join(f"{name}: {p}" for p in problems))
-    return ckpt
+    return Checkpoint.from_dict(ckpt)
 
 
 def expand_stored_weights(ckpt: Any) -> list[str]:
@@ -249,21 +409,18 @@ def _recipe_problems(recipe: Any) -> list[str]:
     return found
 
 
-def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
-    """Rebuild the registered model a checkpoint describes and load its weights (checked
-    first, so a checkpoint not read by `load_checkpoint` is refused in the same words)."""
-    problems = _model_problems(ckpt)
-    if problems:
-        raise CheckpointError("\n".join(f"checkpoint {p}" for p in problems))
-    spec = get_model_spec(ckpt["model"])
-    model = spec.build(spec.config_cls(**ckpt["config"]))
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except Exception:
-        raise CheckpointError(
-            f"checkpoint weights do not match the {spec.name!r} architecture"
-        ) from None
-    return model.to(device).eval()
+def model_from_checkpoint(ckpt: Checkpoint | dict, device: str | torch.device = "cpu"):
+    """Rebuild the registered model a checkpoint describes and load its weights. A file's
+    raw contents are checked first, so one not read by `load_checkpoint` is refused in the
+    same words."""
+    if not isinstance(ckpt, Checkpoint):
+        problems = _model_problems(ckpt) if isinstance(ckpt, dict) and all(
+            k in ckpt for k in ("model", "config", "state_dict")) else ["is not a checkpoint"]
+        if problems:
+            raise CheckpointError("\n".join(f"checkpoint {p}" for p in problems))
+        ckpt = Checkpoint(model=ckpt["model"], config=ckpt["config"],
+                          state_dict=ckpt["state_dict"], normalisation={})
+    return ckpt.build_model(device)
 
 
 def saved_checkpoints(folder: str | Path = DEFAULT_DIR) -> list[Path]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -22,11 +23,24 @@ from typer.exceptions import TyperException
 
 from .checks import MAX_STEPS
 from .choices import BACKENDS, DEVICES, PRECISIONS
-from .errors import SnnError
+from .errors import SnnError, SnnWarning
 from .recipes import recipe_fields
 
 out = Console()
 err = Console(stderr=True)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """warnings.showwarning for the CLI: an SnnWarning is one yellow `warning:` line on
+    stderr; any other warning is shown as Python shows it."""
+    if issubclass(category, SnnWarning):
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True,
+                  highlight=False)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning, warnings.showwarning = warnings.showwarning, show_warning
 
 
 def print_error(message: str) -> None:
@@ -216,10 +230,11 @@ def _bundled_table():
     for name in names:
         path = bundled_path(name)
         ckpt = load_checkpoint(path)
-        bundled = ckpt.get("bundled", {})
-        mnist = bundled.get("test_accuracy_after", ckpt.get("metrics", {}).get("test_accuracy"))
-        users = bundled.get("user_digits_accuracy")
-        table.add_row(name, str(ckpt.get("recipe", {}).get("recipe", "-")), _percent(mnist),
+        figures = ckpt.bundled
+        mnist = figures.test_accuracy_after if figures else None
+        mnist = ckpt.metrics.test_accuracy if mnist is None else mnist
+        users = figures.user_digits_accuracy if figures else None
+        table.add_row(name, ckpt.recipe_name or "-", _percent(mnist),
                       _percent(users), f"{path.stat().st_size / 1e6:.1f} MB", str(path))
     return table
 
@@ -232,11 +247,6 @@ def _setting(key: str, value) -> str:
     if key == "ema" and not value:
         return "off"
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-# Options a resumed run may be given: where it runs and how it is saved, and --epochs to extend
-# it. Any other would change the run that was saved.
-RESUME_ALLOWS = ("resume", "epochs", "device", "data_dir", "save_every", "nproc")
 
 
 @app.command("train")
@@ -290,7 +300,7 @@ def train_command(
 ) -> None:
     """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot.
     Ctrl-C or SIGTERM saves the run, which --resume continues."""
-    from .train import TrainOptions
+    from .train_setup import TrainOptions
 
     if resume:
         _refuse_changes_to_a_resumed_run(ctx)
@@ -328,18 +338,26 @@ def _train_process(options) -> None:
 
 
 def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
+    """Options a resumed run may be given: --resume and --nproc (how many processes), and
+    those the library lets a resumed run change (resume.py)."""
     from typer._click.core import ParameterSource
 
+    from .resume import EXTENDABLE_SETTINGS, RESUMABLE_CHANGES
+
+    allowed = {"resume", "nproc", *RESUMABLE_CHANGES, *EXTENDABLE_SETTINGS}
     given = [
         name for name in ctx.params
         if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
-        and name not in RESUME_ALLOWS
+        and name not in allowed
     ]
     if given:
-        flags = ", ".join("--" + ("out" if n == "out_path" else n).replace("_", "-") for n in given)
+        def flag(name: str) -> str:
+            return "--" + ("out" if name == "out_path" else name).replace("_", "-")
+
+        may = [flag(n) for n in ctx.params if n in allowed - {"resume"}]
         raise typer.BadParameter(
-            f"{flags} would change the saved run; --resume continues it as it was "
-            f"(only --epochs, --device, --data-dir, --save-every and --nproc may be given)"
+            f"{', '.join(map(flag, given))} would change the saved run; --resume continues it "
+            f"as it was (only {', '.join(may[:-1])} and {may[-1]} may be given)"
         )
 
 
@@ -382,7 +400,7 @@ def evaluate_command(
         sweep=parse_steps_list(sweep) if sweep else (),
     )
     if as_json:
-        summary = {"checkpoint": str(report.path), "model": report.checkpoint["model"],
+        summary = {"checkpoint": str(report.path), "model": report.checkpoint.model,
                    **report.result.to_dict()}
         print(json.dumps(summary | ({"steps_sweep": report.sweep} if report.sweep else {})))
     else:
@@ -391,7 +409,7 @@ def evaluate_command(
     if plot:  # after the results are shown: a failed write loses none of them
         from .plots import plot_evaluation
 
-        title = f"{report.checkpoint['model']}: {report.path}"
+        title = f"{report.checkpoint.model}: {report.path}"
         plot_evaluation(report.result, report.sweep, plot, title=title)
         if not as_json:
             out.print(f"plot written to {plot}", highlight=False)
@@ -449,7 +467,7 @@ def predict_command(
         stdin = sys.stdin.buffer.read() if "-" in images else None
         net, results = predict_files(ckpt, images, dev, steps, stdin, precision)
     if not as_json:
-        out.print(f"{ckpt['model']} on {dev.type}, {steps or net.config.steps} time steps, "
+        out.print(f"{ckpt.model} on {dev.type}, {steps or net.config.steps} time steps, "
                   f"{net.precision}", style="dim", highlight=False)
     spikes = net.output_is_spikes
     keep = max(RASTER_IMAGES if raster else 0, MAX_ROWS if figure else 0)

@@ -21,6 +21,10 @@ def unexpected_message(exc: BaseException) -> str:
     )
 
 
+class SnnWarning(UserWarning):
+    """A caution for the user (work goes on); the CLI shows it as one `warning:` line."""
+
+
 class SnnError(Exception):
     """A user-facing error: bad input, missing file, wrong checkpoint, unknown model."""
 

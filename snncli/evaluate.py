@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import Checkpoint
 from .checks import MAX_STEPS
 from .data import Split, batches, normalise
 from .errors import SnnError
@@ -158,7 +159,7 @@ class CheckpointReport:
     """What `snn evaluate` shows: a checkpoint scored on the test split (and a steps sweep)."""
 
     path: Path
-    checkpoint: dict
+    checkpoint: Checkpoint
     result: Evaluation
     sweep: list[dict]
 
@@ -177,7 +178,7 @@ def evaluate_checkpoint(
 ) -> CheckpointReport:
     """Score a checkpoint (default: the newest in checkpoints/, else the bundled csnn) on
     MNIST's test split."""
-    from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .checkpoint import load_checkpoint
     from .data import load_split
     from .pretrained import choose_checkpoint
     from .runtime import resolve_device, tune_for_device
@@ -185,9 +186,9 @@ def evaluate_checkpoint(
     path = choose_checkpoint(path)[0]
     ckpt = load_checkpoint(path)
     dev = resolve_device(device)
-    model = model_from_checkpoint(ckpt, dev)
+    model = ckpt.build_model(dev)
     tune_for_device(model, dev, batch_size, backend=backend, precision=precision)
     split = load_split("test", data_dir, limit)
-    result = evaluate_model(model, split, ckpt["normalisation"], dev, batch_size, steps)
-    rows = steps_sweep(model, split, ckpt["normalisation"], dev, list(sweep), batch_size)
+    result = evaluate_model(model, split, ckpt.normalisation, dev, batch_size, steps)
+    rows = steps_sweep(model, split, ckpt.normalisation, dev, list(sweep), batch_size)
     return CheckpointReport(path, ckpt, result, rows)

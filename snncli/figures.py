@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import _pyplot, _quiet, _save
+from .plots import draw_output_layer, pyplot, quietly, save_figure
 
 ROW_INCHES, WIDTH_INCHES, DPI = 2.4, 12.0, 100
 MAX_ROWS = 64  # a figure of more images is unreadable: the first ones are drawn
@@ -18,12 +18,12 @@ def figure_size(images: int) -> tuple[int, int]:
     return round(WIDTH_INCHES * DPI), round((0.5 + ROW_INCHES * rows) * DPI)
 
 
-@_quiet
+@quietly
 def plot_predictions(predictions, path: Path, spikes: bool, originals=None, labels=None) -> Path:
     """Per image, one row: the image as given, the 28x28 input the network saw, the spike count
     (or mean output) per class with the prediction highlighted, and the output layer over time.
     `originals` are the images as given (None: the input itself); `labels` the true digits."""
-    plt = _pyplot()
+    plt = pyplot()
     shown = predictions[:MAX_ROWS]
     width, height = figure_size(len(shown))
     fig, axes = plt.subplots(len(shown), 4, figsize=(width / DPI, height / DPI), squeeze=False,
@@ -34,7 +34,7 @@ def plot_predictions(predictions, path: Path, spikes: bool, originals=None, labe
         _draw_row(axes[row], p, original, label, spikes)
     fig.suptitle("output spikes per class" if spikes else "mean output per class", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (height / DPI)))
-    return _save(fig, path, "figure")  # at 100 dpi: the size figure_size gives
+    return save_figure(fig, path, "figure")  # at 100 dpi: the size figure_size gives
 
 
 def _draw_row(axes, p, original, label, spikes: bool) -> None:
@@ -56,15 +56,7 @@ def _draw_row(axes, p, original, label, spikes: bool) -> None:
     bars.set_title(f"prediction {p.prediction} ({100 * p.confidence:.0f}%){truth}{verdict}",
                    fontsize=8)
     bars.set_ylabel("spikes" if spikes else "mean output", fontsize=8)
-    if spikes:
-        t, c = np.asarray(p.raster).nonzero()
-        raster.scatter(t, c, marker="|", s=30, color="black")
-        raster.set_xlim(-0.5, p.raster.shape[0] - 0.5)
-    else:
-        raster.imshow(np.asarray(p.raster).T, aspect="auto", cmap="viridis", origin="lower")
-    raster.axhspan(p.prediction - 0.5, p.prediction + 0.5, color="tab:green", alpha=0.2)
-    raster.set_ylim(-0.5, len(p.scores) - 0.5)
-    raster.set_yticks(range(len(p.scores)))
+    draw_output_layer(raster, p.raster, p.prediction, spikes, marker_size=30)
     raster.set_xlabel("time step", fontsize=8)
     raster.set_title("output layer over time", fontsize=8)
     for ax in (bars, raster):

@@ -67,7 +67,7 @@ def _check_before_launch(options, nproc: int) -> None:
 
     from .distributed import launched
     from .runtime import resolve_device
-    from .train import resolve_recipe
+    from .train_setup import resolve_recipe
 
     if launched():
         raise SnnError("--nproc starts processes of its own: under torchrun, leave it out "
@@ -141,14 +141,15 @@ def _stopped(folder: str, signum: int, options, nproc: int, started: float) -> L
 
 def _resume_hint(message: str, options, nproc: int, started: float) -> str:
     """How to continue from the last resumable checkpoint (unless `message` says it)."""
-    from .train import output_paths, resume_command
+    from .resume import resume_command
+    from .train_setup import RunFiles
 
     if "snn train --resume" in message:
         return ""
     if options.resume:
         last = Path(options.resume)
     else:
-        last = output_paths(options.model, options.out)[1]
+        last = RunFiles.of_model(options.model, options.out).last
         if not (last.is_file() and last.stat().st_mtime >= started):
             return "; nothing resumable was saved"
     return f"; the last resumable checkpoint is {last}: {resume_command(last, nproc)}"

@@ -6,10 +6,12 @@ import functools
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from .files import atomic_write
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on the headless Agg backend (imported late: it is slow to load)."""
     import matplotlib
 
@@ -19,32 +21,32 @@ def _pyplot():
     return pyplot
 
 
-def _quiet(plot):
+def quietly(plot):
     """Matplotlib's warnings (a glyph of a file name missing from the font, a layout that does
     not fit) would print lines of their own on stderr: the figure is drawn without them."""
 
     @functools.wraps(plot)
-    def quietly(*args, **kwargs):
+    def without_warnings(*args, **kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return plot(*args, **kwargs)
 
-    return quietly
+    return without_warnings
 
 
-def _save(fig, path, what: str) -> Path:
+def save_figure(fig, path, what: str) -> Path:
     """Write the figure as PNG atomically (any failure is one line naming the file) and free
     it."""
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100), what)
     finally:
-        _pyplot().close(fig)
+        pyplot().close(fig)
 
 
-@_quiet
+@quietly
 def plot_training(history: list[dict], path: Path, title: str = "training") -> Path:
     """Loss per iteration and test accuracy at each evaluation, one figure, two panels."""
-    plt = _pyplot()
+    plt = pyplot()
     steps = [r for r in history if "loss" in r]
     evals = [r for r in history if "test_accuracy" in r]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -58,38 +60,44 @@ def plot_training(history: list[dict], path: Path, title: str = "training") -> P
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path, "plot")
+    return save_figure(fig, path, "plot")
 
 
-@_quiet
+def draw_output_layer(ax, raster, prediction: int, spikes: bool, marker_size: float) -> None:
+    """The output layer over time ([T, C]) on `ax`: a dot per spike of each class, or the
+    mean output as a heat-map, with the predicted class's row highlighted."""
+    raster = np.asarray(raster)
+    if spikes:
+        t, c = raster.nonzero()
+        ax.scatter(t, c, marker="|", s=marker_size, color="black")
+        ax.set_xlim(-0.5, raster.shape[0] - 0.5)
+    else:
+        ax.imshow(raster.T, aspect="auto", cmap="viridis", origin="lower")
+    ax.axhspan(prediction - 0.5, prediction + 0.5, color="tab:green", alpha=0.2)
+    ax.set_ylim(-0.5, raster.shape[1] - 0.5)
+    ax.set_yticks(range(raster.shape[1]))
+
+
+@quietly
 def plot_raster(predictions, path: Path, spikes: bool = True) -> Path:
     """Output layer over time for each image: spike dots per class, or output heat-map."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(predictions)
     fig, axes = plt.subplots(n, 1, figsize=(8, 1.6 + 1.4 * n), squeeze=False)
     for ax, p in zip(axes[:, 0], predictions, strict=True):
-        raster = p.raster  # [T, C]
-        if spikes:
-            t, c = raster.nonzero()
-            ax.scatter(t, c, marker="|", s=40, color="black")
-            ax.set_xlim(-0.5, raster.shape[0] - 0.5)
-        else:
-            ax.imshow(raster.T, aspect="auto", cmap="viridis", origin="lower")
-        ax.set_yticks(range(raster.shape[1]))
-        ax.set_ylim(-0.5, raster.shape[1] - 0.5)
-        ax.axhspan(p.prediction - 0.5, p.prediction + 0.5, color="tab:green", alpha=0.2)
+        draw_output_layer(ax, p.raster, p.prediction, spikes, marker_size=40)
         ax.set_ylabel("digit")
         ax.set_title(f"{Path(p.path).name}: {p.prediction}", fontsize=9)
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle("output spike raster" if spikes else "output layer over time")
     fig.tight_layout()
-    return _save(fig, path, "spike raster")
+    return save_figure(fig, path, "spike raster")
 
 
-@_quiet
+@quietly
 def plot_evaluation(result, sweep_rows, path: Path, title: str = "evaluation") -> Path:
     """Confusion matrix heat-map, and accuracy against time steps when a sweep was run."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = 2 if sweep_rows else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.8), squeeze=False)
     ax = axes[0, 0]
@@ -111,4 +119,4 @@ def plot_evaluation(result, sweep_rows, path: Path, title: str = "evaluation") -
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path, "plot")
+    return save_figure(fig, path, "plot")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import model_from_checkpoint
+from .checkpoint import Checkpoint
 from .data import normalise
 from .errors import ImageError, one_line
 from .models.base import Classified
@@ -63,11 +63,11 @@ class Failure:
 class Classifier:
     """A checkpoint's model, ready to classify batches of 28x28 digits."""
 
-    def __init__(self, ckpt: dict, device: torch.device, steps=None, batch: int = BATCH,
+    def __init__(self, ckpt: Checkpoint, device: torch.device, steps=None, batch: int = BATCH,
                  precision: str = "auto"):
-        self.model = model_from_checkpoint(ckpt, device)
+        self.model = ckpt.build_model(device)
         tune_for_device(self.model, device, batch, precision=precision)
-        self.normalisation = ckpt["normalisation"]
+        self.normalisation = ckpt.normalisation
         self.device, self.steps = device, steps
 
     @torch.no_grad()
@@ -80,7 +80,7 @@ class Classifier:
 
 
 def predict_digits(
-    ckpt: dict, digits: list[np.ndarray], device: torch.device, steps=None, precision="auto"
+    ckpt: Checkpoint, digits: list[np.ndarray], device: torch.device, steps=None, precision="auto"
 ) -> tuple[torch.nn.Module, Classified]:
     """uint8 [28, 28] digits -> (model, their scores [N, C], ranking [N, C] and records
     [T, N, C]), classified in batches of BATCH; tensors come back on the CPU.
@@ -140,7 +140,7 @@ def read_digit(path: str, stdin: bytes | None = None) -> np.ndarray | Failure:
 
 
 def predict_files(
-    ckpt: dict,
+    ckpt: Checkpoint,
     arguments: list[str],
     device: torch.device,
     steps=None,
@@ -173,7 +173,7 @@ def _predict_batches(classify: Classifier, items: list[str | Failure], stdin: by
             index += 1
 
 
-def predict_samples(ckpt: dict, count: int, seed: int, device: torch.device, steps=None,
+def predict_samples(ckpt: Checkpoint, count: int, seed: int, device: torch.device, steps=None,
                     data_dir=None, precision: str = "auto"):
     """-> (model, iterator of Prediction): `count` random MNIST test images, drawn by `seed`,
     each with its true label; named `mnist-test-<index>`."""
@@ -212,3 +212,13 @@ def _prediction(model, path: str, digit: np.ndarray, found: Classified, index: i
         image=digit,
         raster=record.numpy().copy(),  # not a view that would keep the whole batch alive
     )
+
+
+def user_digit_accuracy(ckpt: Checkpoint, folder: str | Path, precision: str = "fp32") -> dict:
+    """Share of the images in `folder` (each named after its digit, like tests/data/
+    user_digits/7_ballpoint_0003.jpg) that the checkpoint reads right, on the CPU."""
+    _, results = predict_files(ckpt, [str(folder)], torch.device("cpu"), precision=precision)
+    right = [isinstance(r, Prediction) and r.prediction == int(Path(r.path).name[0])
+             for r in results]
+    return {"user_digits_accuracy": sum(right) / len(right), "user_digits_images": len(right)}
+

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+import warnings
 
 import torch
 
 from .choices import BACKENDS, DEVICES, PRECISIONS
-from .errors import SnnError
+from .errors import SnnError, SnnWarning
 
-# On the CPU, running every time step of a layer as one big batch thrashes the cache;
-# chunks of about this many (step x image) samples were fastest on a 2-core machine
-# (csnn, T=25, batch 128: 1.00 s/iteration in chunks of 2 steps, 1.21 s in 5, 2.7 s in 25).
+# On the CPU, running every time step of a layer as one big batch thrashes the cache: a layer
+# runs over chunks of about this many (step x image) samples, the fastest size on 2 cores
+# (benchmarks/README.md).
 CPU_SAMPLES_PER_CHUNK = 256
 
 
@@ -63,22 +63,20 @@ def native_bf16(device: torch.device) -> bool:
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """auto = bf16 where the device has native bf16 arithmetic, else fp32. bf16 asked for on a
-    device without it runs (emulated) after a one-line warning on stderr: on an AVX2-only CPU
-    an emulated bf16 iteration takes about 10x as long as an fp32 one."""
+    device without it runs (emulated) after an SnnWarning: on an AVX2-only CPU an emulated
+    bf16 iteration takes about 10x as long as an fp32 one."""
     if name not in PRECISIONS:
         raise SnnError(f"unknown precision {name!r}; choose one of: {', '.join(PRECISIONS)}")
     if name == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     if name == "bf16" and device.type not in ("cpu", "cuda"):
-        raise SnnError(f"--precision bf16 is supported on CPU and CUDA, not on {device.type}")
+        raise SnnError(f"bf16 precision is supported on CPU and CUDA, not on {device.type}")
     if name == "bf16" and not native_bf16(device):
         cost = "about 10x slower than fp32" if device.type == "cpu" else "slower than fp32"
-        print(
-            f"warning: --precision bf16: this {'CPU' if device.type == 'cpu' else 'GPU'} has no "
-            f"native bf16 arithmetic, so bf16 is emulated, {cost} (the default, auto, picks "
-            "fp32 here)",
-            file=sys.stderr,
-        )
+        warnings.warn(SnnWarning(
+            f"bf16 precision: this {'CPU' if device.type == 'cpu' else 'GPU'} has no native "
+            f"bf16 arithmetic, so bf16 is emulated, {cost} (the default, auto, picks fp32 here)"
+        ), stacklevel=2)
     return name
 
 
@@ -88,11 +86,11 @@ _allocator_tuned = False
 def keep_freed_memory() -> None:
     """Let glibc reuse freed tensor memory instead of returning it to the OS.
 
-    Training frees and re-allocates the same activation buffers every step, 10-40 MB each (a
+    Training frees and re-allocates the same activation buffers every step, tens of MB each (a
     batch-norm recipe runs all its time steps as one chunk). By default glibc maps every block
-    over its mmap threshold (32 MiB at most) afresh, and zero-filling the new pages costs
-    10-35% of a CPU iteration, for both backends. So no block is mapped on its own and freed
-    memory stays in the heap, up to 1 GiB of it.
+    over its mmap threshold (32 MiB at most) afresh, and the page faults of zero-filling the
+    new pages are a sizeable share of a CPU iteration. So no block is mapped on its own and
+    freed memory stays in the heap, up to 1 GiB of it.
     """
     global _allocator_tuned
     if _allocator_tuned:

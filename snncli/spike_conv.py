@@ -6,16 +6,15 @@ to the O outputs is the sum of the weights of the channels that fired: a row of 
 (9 taps x C/8 groups x 256 patterns) x O, built from the weights once per forward pass. Each
 output position is then the sum of 9*C/8 table rows (`embedding_bag`, whose CPU kernel is
 vectorised), not 9*C multiply-adds per output: for the csnn's conv2 (32 -> 64 channels) 36 row
-additions instead of 288 multiply-adds, 1.5x faster than oneDNN's fp32 convolution on 1-2
-AVX2 or AVX-512 cores whatever the firing rate. The sums run in another order than a dense
-convolution's, so results agree with it to float rounding (about 1e-6), not bit for bit.
+additions instead of 288 multiply-adds, faster than oneDNN's fp32 convolution on a CPU at any
+firing rate (benchmarks/README.md). The sums run in another order than a dense convolution's,
+so results agree with it to float rounding (about 1e-6), not bit for bit.
 
 The gradient of the spikes is the dense convolution's (oneDNN): the gradient of a lookup would
 be a scatter over the table, far slower. The weight gradient is summed from the spikes when they
 are sparse (`summed_weight_grad`): for each tap and input channel, the output gradient's rows at
-the positions the channel's spikes reach, so its work follows the spike count. On 2 AVX2 cores
-(256 samples of 14x14x32) it takes 4.7 ms at 3% ones and 8.2 ms at 7% against oneDNN's 13 ms,
-which the denser spikes keep (`MAX_WEIGHT_GRAD_DENSITY`).
+the positions the channel's spikes reach, so its work follows the spike count; above a share of
+ones (`MAX_WEIGHT_GRAD_DENSITY`) oneDNN's dense backward is as fast and is kept.
 """
 
 from __future__ import annotations

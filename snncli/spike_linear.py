@@ -5,11 +5,11 @@ that spiked: `embedding_bag` over the indices of its ones (its CPU kernel is vec
 multiply-add for every input. The weight gradient is the same sum the other way round: input
 i's row is the sum of the output gradients of the samples in which i fired. Both do work in
 proportion to the spikes; the gradient of the spikes themselves stays a dense matrix product
-(every input gets one, spiking or not). On 1-2 AVX2 cores (fp32, 256 samples, 3136 -> 512) a
-layer whose inputs are 3% ones runs its forward pass in 1.1 ms instead of 4.1 ms and its weight
-gradient in 1.4 ms instead of 4.2 ms, finding the ones included; the dense product is as fast
-from about a fifth ones, so denser inputs take it (`MAX_DENSITY`). Sums run in another order
-than a matrix product's, so results agree with it to float rounding, not bit for bit.
+(every input gets one, spiking or not). At the csnn's usual firing rates (a few percent) this
+is several times faster than the dense product on a CPU, finding the ones included; from about
+a fifth ones the dense product is as fast, so denser inputs take it (`MAX_DENSITY`; figures in
+benchmarks/README.md). Sums run in another order than a matrix product's, so results agree
+with it to float rounding, not bit for bit.
 """
 
 from __future__ import annotations

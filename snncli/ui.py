@@ -161,12 +161,11 @@ def training_summary(result) -> Table:
     return table
 
 
-def which_checkpoint(metrics: dict) -> str:
-    """What training saved this checkpoint as, in words."""
-    role = metrics.get("checkpoint")
-    epoch = metrics.get("evaluated_epoch")
+def which_checkpoint(metrics) -> str:
+    """What training saved this checkpoint as (its recorded Metrics), in words."""
+    role, epoch = metrics.checkpoint, metrics.evaluated_epoch
     at = f" (epoch {epoch})" if epoch is not None else ""
-    if role == "best" and metrics.get("selected_on") == "validation":
+    if role == "best" and metrics.selected_on == "validation":
         return f"best on held-out validation images{at}"
     if role == "best":
         return f"latest evaluated{at}: nothing was held out to choose on"
@@ -178,19 +177,18 @@ def which_checkpoint(metrics: dict) -> str:
 def evaluation_tables(report) -> list[Table]:
     path, ckpt, result, sweep_rows = report.path, report.checkpoint, report.result, report.sweep
     summary = Table(title=f"Evaluation of {path}", show_header=False)
-    summary.add_row("model", ckpt["model"])
+    summary.add_row("model", ckpt.model)
     summary.add_row("time steps", str(result.steps))
     summary.add_row("precision", result.precision)
     summary.add_row("test images", f"{result.total:,}")
     summary.add_row("accuracy", f"[bold]{100 * result.accuracy:.2f}%[/] ({result.correct:,} right)")
-    trained = ckpt.get("metrics", {})
+    trained = ckpt.metrics
     summary.add_row("checkpoint", which_checkpoint(trained))
-    if "test_accuracy" in trained:  # what training reported, so a precision gap is visible
-        images = f"{trained['test_images']:,} images, " if "test_images" in trained else ""
+    if trained.test_accuracy is not None:  # what training reported: a precision gap shows
+        images = f"{trained.test_images:,} images, " if trained.test_images is not None else ""
         summary.add_row(
             "as trained",
-            f"{100 * trained['test_accuracy']:.2f}% ({images}"
-            f"{trained.get('precision', 'fp32')})",  # recorded since --precision existed
+            f"{100 * trained.test_accuracy:.2f}% ({images}{trained.precision or 'fp32'})",
         )
     if result.mean_output_spikes is not None:
         summary.add_row("output spikes per image", f"{result.mean_output_spikes:.1f}")

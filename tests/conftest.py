@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 REAL_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+# The maintainers' scripts (tools/bundle_weights.py) are tested too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:

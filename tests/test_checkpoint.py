@@ -25,9 +25,10 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     model, ckpt = make("csnn", steps=7)
     path = save_checkpoint(ckpt, tmp_path / "sub" / "m.pt")
     loaded = load_checkpoint(path)
-    assert loaded["format_version"] == PLAIN_FORMAT_VERSION and loaded["model"] == "csnn"
-    assert loaded["config"]["steps"] == 7 and loaded["metrics"]["test_accuracy"] == 0.5
-    assert set(loaded["versions"]) >= {"snncli", "torch", "snntorch"}
+    assert loaded.format_version == PLAIN_FORMAT_VERSION and loaded.model == "csnn"
+    assert loaded.config["steps"] == 7 and loaded.metrics.test_accuracy == 0.5
+    assert set(loaded.versions) >= {"snncli", "torch", "snntorch"}
+    assert loaded.recipe == {"lr": 1e-3} and loaded.training_state is None
     rebuilt = model_from_checkpoint(loaded)
     assert rebuilt.config.steps == 7 and not rebuilt.training
     x = torch.rand(2, 1, 28, 28) * 4
@@ -56,12 +57,12 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):
-    _, ckpt = make("mlp")
+    ckpt = make("mlp")[1].to_dict()  # a file's contents, edited by another tool
     ckpt["model"] = "csnn"
     ckpt["config"] = {"steps": 5}
     with pytest.raises(CheckpointError, match="do not match the 'csnn' architecture"):
         model_from_checkpoint(ckpt)
-    _, ckpt = make("mlp")
+    ckpt = make("mlp")[1].to_dict()
     ckpt["model"] = "transformer"
     with pytest.raises(Exception, match="unknown model 'transformer'"):
         model_from_checkpoint(ckpt)
@@ -69,7 +70,7 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
 
 def test_newer_format_is_refused(tmp_path):
     _, ckpt = make()
-    ckpt["format_version"] = FORMAT_VERSION + 1
+    ckpt.format_version = FORMAT_VERSION + 1
     path = save_checkpoint(ckpt, tmp_path / "new.pt")
     with pytest.raises(CheckpointError, match="upgrade snncli"):
         load_checkpoint(path)

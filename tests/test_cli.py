@@ -531,7 +531,7 @@ def test_explicit_bf16_without_native_bf16_warns_in_one_line_and_runs(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["precision"] == "bf16"
     (warning,) = result.stderr.strip().splitlines()
-    assert warning.startswith("warning: --precision bf16:") and "emulated" in warning
+    assert warning.startswith("warning: bf16 precision:") and "emulated" in warning
 
 
 def test_batch_norm_recipe_trains_and_its_checkpoint_evaluates(tiny_mnist, tmp_path):

@@ -1,10 +1,12 @@
 """The fast engine's pieces: fused LIF layers, precision choice, CPU runtime tuning."""
 
+import warnings
+
 import pytest
 import torch
 
 from snncli import runtime
-from snncli.errors import SnnError
+from snncli.errors import SnnError, SnnWarning
 from snncli.neurons import LeakyHardReset, LeakySubtract, LIFSequence
 from snncli.registry import create_model, list_models
 from snncli.runtime import keep_freed_memory, native_bf16, resolve_precision
@@ -60,7 +62,7 @@ def test_precision_choices():
     assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
     with pytest.raises(SnnError, match="unknown precision 'fp8'.*auto, fp32, bf16"):
         resolve_precision("fp8", cpu)
-    with pytest.raises(SnnError, match="bf16 is supported on CPU and CUDA, not on mps"):
+    with pytest.raises(SnnError, match="bf16 precision is supported on CPU and CUDA, not on mps"):
         resolve_precision("bf16", torch.device("mps"))
 
 
@@ -69,16 +71,18 @@ def test_auto_follows_native_bf16_and_only_emulated_bf16_warns(monkeypatch, caps
     cpu = torch.device("cpu")
     monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
     assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
-    assert resolve_precision("fp32", cpu) == "fp32"
-    assert capsys.readouterr().err == ""
-    assert resolve_precision("bf16", cpu) == "bf16"  # asked for by name: runs either way
-    warning = capsys.readouterr().err
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_precision("fp32", cpu) == "fp32"
+        assert caught == []
+        assert resolve_precision("bf16", cpu) == "bf16"  # asked for by name: runs either way
     if native:
-        assert warning == ""
+        assert caught == []
     else:
-        assert len(warning.strip().splitlines()) == 1, warning
-        assert warning.startswith("warning: --precision bf16: this CPU has no native bf16")
-        assert "emulated, about 10x slower than fp32" in warning
+        (warning,) = caught
+        assert issubclass(warning.category, SnnWarning)
+        assert str(warning.message).startswith("bf16 precision: this CPU has no native bf16")
+        assert "emulated, about 10x slower than fp32" in str(warning.message)
 
 
 def test_precision_defaults_to_auto_in_the_library_and_every_command():

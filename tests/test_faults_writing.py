@@ -347,7 +347,7 @@ def test_interrupted_checkpoint_save_keeps_the_previous_checkpoint(
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save_checkpoint(ckpt, path)
     assert path.read_bytes() == before and not leftovers(tmp_path)
-    assert checkpoint.load_checkpoint(path)["model"] == "mlp"
+    assert checkpoint.load_checkpoint(path).model == "mlp"
 
 
 # --------------------------------------------------------------------------- number options

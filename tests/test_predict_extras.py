@@ -79,7 +79,7 @@ def bundled(mlp_checkpoint, tmp_path, monkeypatch):
     from snncli.checkpoint import load_checkpoint, save_checkpoint
 
     monkeypatch.setattr(pretrained, "BUNDLED_DIR", tmp_path / "bundled")
-    ckpt = pretrained.compact(load_checkpoint(mlp_checkpoint), "mlp.pt")
+    ckpt = load_checkpoint(mlp_checkpoint).compacted("mlp.pt")
     save_checkpoint(ckpt, tmp_path / "bundled" / "mlp.pt")
     return tmp_path / "bundled"
 
@@ -104,11 +104,11 @@ def test_without_a_checkpoint_the_bundled_weights_are_used_and_named(bundled, ti
 def test_models_shows_the_bundled_weights_and_their_figures(bundled):
     from snncli.checkpoint import load_checkpoint, save_checkpoint
 
-    accuracy = load_checkpoint(bundled / "mlp.pt")["metrics"]["test_accuracy"]
+    accuracy = load_checkpoint(bundled / "mlp.pt").metrics.test_accuracy
     text = " ".join(run("models").output.split())
     assert "Bundled weights" in text and f"mlp │ seed │ {100 * accuracy:.2f}% │ - │" in text
     ckpt = load_checkpoint(bundled / "mlp.pt")
-    ckpt["bundled"] |= {"test_accuracy_after": 0.98765, "user_digits_accuracy": 0.9525}
+    ckpt.bundled.test_accuracy_after, ckpt.bundled.user_digits_accuracy = 0.98765, 0.9525
     size = save_checkpoint(ckpt, bundled / "mlp.pt").stat().st_size / 1e6
     text = " ".join(run("models").output.split())
     assert f"mlp │ seed │ 98.77% │ 95.25% │ {size:.1f} MB" in text

@@ -56,7 +56,7 @@ def test_evaluation_and_prediction_rank_ties_the_same_way():
     result = evaluate_model(model, sevens, NORM, torch.device("cpu"))
     assert result.accuracy == 1.0
     ckpt = build_checkpoint("csnn", model, recipe={}, metrics={}, epoch=1)
-    ckpt["normalisation"] = NORM
+    ckpt.normalisation = NORM
     _, found = predict_digits(ckpt, [im.numpy() for im in images], torch.device("cpu"))
     assert found.predicted.tolist() == [7] * 6
     assert found.scores[:, 7].tolist() == [5.0] * 6  # the counts themselves are unchanged

@@ -78,26 +78,22 @@ def test_mlp_learns_real_mnist_and_predicts_its_digits_as_png(real_mnist, tmp_pa
 def test_bundled_weights_score_what_they_record(real_mnist):
     """The weights shipped in the package: their recorded figures are what they score, the
     compaction cost at most MAX_ACCURACY_CHANGE points, and the csnn keeps its promises."""
-    from snncli.checkpoint import model_from_checkpoint
+    from bundle_weights import MAX_ACCURACY_CHANGE
+
     from snncli.evaluate import evaluate_model
-    from snncli.pretrained import (
-        MAX_ACCURACY_CHANGE,
-        bundled_models,
-        bundled_path,
-        user_digit_accuracy,
-    )
+    from snncli.predict import user_digit_accuracy
+    from snncli.pretrained import bundled_models, bundled_path
 
     assert bundled_models() == ["csnn", "mlp"]
     test = load_split("test", real_mnist)
     for name in bundled_models():
         ckpt = load_checkpoint(bundled_path(name))
-        figures = ckpt["bundled"]
-        model = model_from_checkpoint(ckpt)
-        scored = evaluate_model(model, test, ckpt["normalisation"], torch.device("cpu"))
-        assert scored.accuracy == figures["test_accuracy_after"], name
-        moved = abs(figures["test_accuracy_after"] - figures["test_accuracy_before"])
+        figures = ckpt.bundled
+        scored = evaluate_model(ckpt.build_model(), test, ckpt.normalisation, torch.device("cpu"))
+        assert scored.accuracy == figures.test_accuracy_after, name
+        moved = abs(figures.test_accuracy_after - figures.test_accuracy_before)
         assert moved * 100 <= MAX_ACCURACY_CHANGE, name
         users = user_digit_accuracy(ckpt, USER_DIGITS)
-        assert users["user_digits_accuracy"] == figures["user_digits_accuracy"], name
-    csnn = load_checkpoint(bundled_path("csnn"))["bundled"]
-    assert csnn["test_accuracy_after"] >= 0.993 and csnn["user_digits_accuracy"] >= 0.99
+        assert users["user_digits_accuracy"] == figures.user_digits_accuracy, name
+    csnn = load_checkpoint(bundled_path("csnn")).bundled
+    assert csnn.test_accuracy_after >= 0.993 and csnn.user_digits_accuracy >= 0.99

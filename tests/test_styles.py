@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from snncli.data import Split
 from snncli.styles import style_digits
-from snncli.train import with_styles
+from snncli.train_setup import with_styles
 
 
 def test_style_digits_are_made_the_way_mnist_was():

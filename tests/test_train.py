@@ -7,7 +7,8 @@ import torch
 
 from snncli.recipes import RecipeError
 from snncli.registry import create_model, get_model_spec
-from snncli.train import TrainOptions, make_average, train, update_average
+from snncli.train import TrainOptions, train
+from snncli.train_setup import make_average, update_average
 
 
 def test_average_follows_weights_and_batch_norm_statistics():
