@@ -26,6 +26,7 @@ FORMAT_VERSION = 2  # the newest this snncli reads
 PLAIN_FORMAT_VERSION = 1
 DEFAULT_DIR = Path("checkpoints")
 _REQUIRED = ("format", "format_version", "model", "config", "state_dict", "normalisation")
+DATASETS = ("mnist",)  # the data sets a checkpoint may have been trained on
 MNIST_PREPROCESSING = {
     "size": [28, 28],
     "polarity": "white digit on black",
@@ -92,6 +93,7 @@ class Checkpoint:
     normalisation: dict[str, float]  # {"mean", "std"} applied to pixels in [0, 1]
     recipe: dict[str, Any] = field(default_factory=dict)  # name, seed and settings
     metrics: Metrics = field(default_factory=Metrics)
+    dataset: str = "mnist"  # what it was trained on (one of DATASETS)
     epoch: int | None = None
     preprocessing: dict[str, Any] = field(default_factory=lambda: dict(MNIST_PREPROCESSING))
     versions: dict[str, str] = field(default_factory=dict)
@@ -130,6 +132,7 @@ class Checkpoint:
             "format": FORMAT,
             "format_version": self.format_version,
             "model": self.model,
+            "dataset": self.dataset,
             "config": dict(self.config),
             "state_dict": dict(self.state_dict),
             "normalisation": dict(self.normalisation),
@@ -153,7 +156,7 @@ class Checkpoint:
             model=ckpt["model"], config=dict(ckpt["config"]), state_dict=ckpt["state_dict"],
             normalisation=dict(ckpt["normalisation"]), recipe=dict(ckpt.get("recipe") or {}),
             metrics=Metrics.from_dict(metrics if isinstance(metrics, dict) else {}),
-            epoch=ckpt.get("epoch"),
+            dataset=ckpt.get("dataset", "mnist"), epoch=ckpt.get("epoch"),
             preprocessing=dict(ckpt.get("preprocessing") or MNIST_PREPROCESSING),
             versions=dict(ckpt.get("versions") or {}),
             format_version=ckpt["format_version"], bundled=Bundled.from_dict(ckpt.get("bundled")),
@@ -290,6 +293,9 @@ def checkpoint_problems(ckpt: Any) -> list[str]:
     if version > FORMAT_VERSION:
         return [f"format version {version}; this snncli reads up to {FORMAT_VERSION}: "
                 "upgrade snncli"]
+    dataset = ckpt.get("dataset", "mnist")
+    if not (isinstance(dataset, str) and dataset in DATASETS):
+        return [f"dataset {show(dataset)} is not one this snncli knows ({', '.join(DATASETS)})"]
     return [
         *_model_problems(ckpt),
         *_normalisation_problems(ckpt["normalisation"]),

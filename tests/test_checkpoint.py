@@ -99,3 +99,20 @@ def test_saved_checkpoints_are_listed_newest_first(tmp_path):
     (tmp_path / "folder.pt").mkdir()
     os.utime(old, (1, 1))
     assert saved_checkpoints(tmp_path) == [new, old]
+
+
+def test_the_data_set_is_recorded_and_checked(tmp_path):
+    _, ckpt = make()
+    path = save_checkpoint(ckpt, tmp_path / "m.pt")
+    raw = torch.load(path, weights_only=True)
+    assert raw["dataset"] == "mnist" and load_checkpoint(path).dataset == "mnist"
+    del raw["dataset"]  # a file written before the field existed: MNIST
+    torch.save(raw, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").dataset == "mnist"
+    for wrong in ("cifar10", torch.zeros(3), None):
+        raw["dataset"] = wrong
+        torch.save(raw, tmp_path / "odd.pt")
+        with pytest.raises(CheckpointError) as failure:
+            load_checkpoint(tmp_path / "odd.pt")
+        (line,) = str(failure.value).splitlines()
+        assert line.startswith(f"{tmp_path / 'odd.pt'}: dataset ") and "mnist" in line
