@@ -10,6 +10,7 @@ import inspect
 import json
 import math
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -30,17 +31,24 @@ out = Console()
 err = Console(stderr=True)
 
 
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """warnings.showwarning for the CLI: an SnnWarning is one yellow `warning:` line on
-    stderr; any other warning is shown as Python shows it."""
-    if issubclass(category, SnnWarning):
-        err.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True,
-                  highlight=False)
-    else:
-        _python_show_warning(message, category, filename, lineno, file, line)
+@contextmanager
+def warnings_as_lines():
+    """While a command runs, an SnnWarning is one yellow `warning:` line on stderr; any
+    other warning is shown as Python shows it."""
+    python_show = warnings.showwarning
 
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, SnnWarning):
+            err.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True,
+                      highlight=False)
+        else:
+            python_show(message, category, filename, lineno, file, line)
 
-_python_show_warning, warnings.showwarning = warnings.showwarning, show_warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", SnnWarning)
+        warnings.showwarning = show
+        yield
+
 
 
 def print_error(message: str) -> None:
@@ -56,7 +64,8 @@ class SnnGroup(TyperGroup):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings_as_lines():
+                return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):  # Typer's own exits and usage errors
             raise
         except SnnError as exc:
