@@ -12,7 +12,7 @@ import torch
 from .checks import field_problem, show
 from .errors import CheckpointError, one_line
 from .files import atomic_write, prepare_folder  # noqa: F401  (train.py imports both here)
-from .registry import get_model_spec, list_models
+from .models import get_model_spec, list_models
 
 FORMAT = "snncli-checkpoint"
 FORMAT_VERSION = 2  # the newest this snncli reads

@@ -35,8 +35,8 @@ from .data import Split, default_val_size, hold_out, load_split, normalise, reso
 from .distributed import SINGLE, Group
 from .errors import SnnError
 from .evaluate import evaluate_model
+from .models import ModelSpec, get_model_spec, get_recipe
 from .recipes import Recipe, RecipeError
-from .registry import ModelSpec, get_model_spec, get_recipe
 from .runtime import resolve_device, tune_for_device
 from .styles import style_digits
 
@@ -130,7 +130,7 @@ def output_paths(model: str, out: str | Path | None) -> tuple[Path, Path, Path, 
 
 def build_model(spec: ModelSpec, recipe: Recipe, seed: int):
     torch.manual_seed(seed)
-    return spec.build(spec.config_cls(**spec.build.config_fields(recipe)))
+    return spec.build(spec.config_for(recipe))
 
 
 def make_optimiser(model, recipe: Recipe, device: torch.device | None = None):
