@@ -48,7 +48,7 @@ from rich.table import Table
 from snncli.augment import augment_level
 from snncli.data import Split, load_split, normalise
 from snncli.evaluate import evaluate_model
-from snncli.registry import get_model_spec
+from snncli.models import get_model_spec
 from snncli.runtime import resolve_device, resolve_precision, tune_for_device
 from snncli.train_setup import initialise
 

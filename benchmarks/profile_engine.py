@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from snncli.data import Split, load_split, normalise
 from snncli.evaluate import evaluate_model
-from snncli.registry import get_model_spec, get_recipe
+from snncli.models import get_model_spec, get_recipe
 from snncli.runtime import resolve_device, tune_for_device
 from snncli.train_setup import initialise
 

@@ -33,7 +33,7 @@ GPUS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def gradient_bytes(norm: str = "none") -> int:
-    from snncli.registry import create_model
+    from snncli.models import create_model
 
     model = create_model("csnn", norm=norm)
     return sum(p.numel() * p.element_size() for p in model.parameters())

@@ -17,7 +17,7 @@ import torch
 from .checks import field_problem, show
 from .errors import CheckpointError, one_line
 from .files import atomic_write
-from .registry import get_model_spec, list_models
+from .models import get_model_spec, list_models
 
 FORMAT = "snncli-checkpoint"
 FORMAT_VERSION = 2  # the newest this snncli reads

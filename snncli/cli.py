@@ -188,8 +188,8 @@ def with_recipe_options(command):
 @app.command("models")
 def models_command() -> None:
     """List the registered models and their training recipes."""
+    from .models import create_model, get_model_spec, list_models
     from .recipes import SETTINGS
-    from .registry import create_model, get_model_spec, list_models
 
     table = Table(title="Registered models")
     for column in ("name", "parameters", "time steps", "summary"):

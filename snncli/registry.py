@@ -1,11 +1,15 @@
 """The model registry shared by every command (torchvision/timm style).
 
-Model modules call `register_model` at import time; `snncli.models` imports them all.
-This module imports no model and no torch, so `snn --help` is fast and there is no cycle.
+A leaf: it imports no model and no torch, so `snn --help` stays fast and no import can lead
+back to it. A model module calls `register_model` when it is imported, and `snncli.models`
+imports the built-in ones; code that looks models up imports these functions from
+`snncli.models`, which registers the built-ins first (docs/adding-a-model.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +24,13 @@ class ModelSpec:
 
     name: str
     summary: str
-    config_cls: type  # dataclass of architecture + neuron hyperparameters
-    build: Callable[[Any], Any]  # config -> torch.nn.Module; its class names its `losses`
+    # The model's config: a dataclass of architecture and neuron settings (a subclass of
+    # snncli.models.base.SpikingConfig), stored in checkpoints field by field.
+    config_cls: type
+    build: Callable[[Any], Any]  # config -> model (a SpikingNet subclass, which names `losses`)
+    # recipe -> {config field: value}: the config fields a training recipe sets (time steps,
+    # norm, surrogate width, learned decay); the other fields keep their defaults.
+    config_from_recipe: Callable[[Recipe], dict[str, Any]]
     recipes: dict[str, Recipe] = field(default_factory=dict)  # named training recipes
     default_recipe: str = "seed"  # the one `snn train` uses without --recipe
     normalisation: tuple[float, float] = (0.0, 1.0)  # (mean, std) applied to pixels in [0, 1]
@@ -30,25 +39,65 @@ class ModelSpec:
     def losses(self) -> tuple[str, ...]:
         return tuple(getattr(self.build, "losses", ()))
 
+    def config_for(self, recipe: Recipe) -> Any:
+        """The config a model trained with `recipe` is built from."""
+        return self.config_cls(**self.config_from_recipe(recipe))
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} is already registered")
-    if spec.default_recipe not in spec.recipes:
-        raise ValueError(f"model {spec.name!r}: default recipe {spec.default_recipe!r} missing")
-    for name, recipe in spec.recipes.items():
-        problems = recipe.setting_problems(spec.losses)
-        if problems:
-            raise ValueError(f"model {spec.name!r} recipe {name!r}: {'; '.join(problems)}")
+    """Add `spec` to the registry, after checking that it is complete (ValueError if not)."""
+    problems = spec_problems(spec)
+    if problems:
+        raise ValueError(f"model {spec.name!r}: {'; '.join(problems)}")
     _REGISTRY[spec.name] = spec
     return spec
 
 
+def unregister_model(name: str) -> ModelSpec:
+    """Remove model `name` from the registry (for tests that register a model of their own)."""
+    try:
+        return _REGISTRY.pop(name)
+    except KeyError:
+        raise ValueError(f"model {name!r} is not registered") from None
+
+
+def spec_problems(spec: ModelSpec) -> list[str]:
+    """What keeps `spec` from being registered: a taken name, a model class with methods
+    left abstract, no losses, a default recipe it lacks, or a recipe that is invalid or maps
+    to an invalid config."""
+    if spec.name in _REGISTRY:
+        return ["is already registered"]
+    if inspect.isclass(spec.build) and inspect.isabstract(spec.build):
+        missing = ", ".join(sorted(spec.build.__abstractmethods__))
+        return [f"{spec.build.__name__} does not implement {missing}"]
+    if not spec.losses:
+        return ["its model names no losses"]
+    if spec.default_recipe not in spec.recipes:
+        return [f"default recipe {spec.default_recipe!r} missing"]
+    found = []
+    for name, recipe in spec.recipes.items():
+        problems = recipe.setting_problems(spec.losses) or _config_problems(spec, recipe)
+        if problems:
+            found.append(f"recipe {name!r}: {'; '.join(problems)}")
+    return found
+
+
+def _config_problems(spec: ModelSpec, recipe: Recipe) -> list[str]:
+    """What is wrong with the config `recipe` maps to (an unknown field, a bad value)."""
+    if not dataclasses.is_dataclass(spec.config_cls):
+        return [f"config {spec.config_cls.__name__} is not a dataclass"]
+    values = spec.config_from_recipe(recipe)
+    problems = getattr(spec.config_cls, "problems", None)
+    if problems is not None:
+        return problems(values, where="config")
+    known = {f.name for f in dataclasses.fields(spec.config_cls)}
+    return [f"config has an unknown field {name!r}" for name in values if name not in known]
+
+
 def list_models() -> list[str]:
-    _load_builtin_models()
     return sorted(_REGISTRY)
 
 
@@ -64,20 +113,14 @@ def get_recipe(spec: ModelSpec, name: str | None) -> tuple[str, Recipe]:
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    _load_builtin_models()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise SnnError(
-            f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+        known = ", ".join(sorted(_REGISTRY)) or "none registered (import snncli.models)"
+        raise SnnError(f"unknown model {name!r}; choose one of: {known}") from None
 
 
 def create_model(name: str, **overrides: Any):
     """Build model `name` with its default config, fields overridden by keyword."""
     spec = get_model_spec(name)
     return spec.build(spec.config_cls(**overrides))
-
-
-def _load_builtin_models() -> None:
-    from . import models  # noqa: F401  (registers csnn and mlp on import)

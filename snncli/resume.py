@@ -9,8 +9,8 @@ from pathlib import Path
 from . import distributed
 from .checkpoint import load_checkpoint
 from .errors import SnnError
+from .models import get_model_spec
 from .recipes import Recipe
-from .registry import get_model_spec
 from .runtime import resolve_device
 from .train_setup import RunFiles, TrainOptions, load_shared_data
 from .trainer import TRAINING_STATE_VERSION, Trainer

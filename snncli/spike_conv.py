@@ -36,7 +36,11 @@ def sparse_enough(spikes: torch.Tensor) -> bool:
 def usable(spikes: torch.Tensor, conv: torch.nn.Conv2d) -> bool:
     """Whether `conv` applied to `spikes` can run as a lookup: fp32 on a CPU, outside bf16
     autocast (bf16 convolutions are faster where native), a 3x3 kernel, stride 1, padding 1,
-    input channels a multiple of GROUP."""
+    input channels a multiple of GROUP.
+
+    It does not look at the values: the lookup is right only for inputs that are all 0 or 1
+    (a LIF layer's spikes), which the caller vouches for. Any other value is read as a bit
+    of a pattern and gives a wrong convolution without an error."""
     return (
         spikes.device.type == "cpu"
         and spikes.dtype == torch.float32

@@ -22,7 +22,11 @@ MAX_DENSITY = 0.15  # share of ones above which the dense matrix product is used
 
 def usable(spikes: torch.Tensor) -> bool:
     """Whether spikes [N, in] can be summed row by row: fp32 on a CPU, outside bf16 autocast
-    (where native, bf16 matrix products are faster)."""
+    (where native, bf16 matrix products are faster).
+
+    It does not look at the values: summing rows is right only for inputs that are all 0 or
+    1 (a LIF layer's spikes), which the caller vouches for. Any other value gives a wrong
+    product without an error."""
     return (
         spikes.device.type == "cpu"
         and spikes.dtype == torch.float32

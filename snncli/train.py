@@ -26,7 +26,7 @@ from .data import Split
 from .errors import SnnError
 from .evaluate import evaluate_model
 from .files import atomic_write, prepare_folder
-from .registry import get_model_spec
+from .models import get_model_spec
 from .resume import resume_command, resumed_run
 from .runtime import resolve_device
 from .train_setup import (

@@ -14,8 +14,8 @@ from .checkpoint import DEFAULT_DIR
 from .data import Split, default_val_size, hold_out, load_split, normalise, resolve_data_dir
 from .distributed import Group
 from .errors import SnnError
+from .models import ModelSpec, get_model_spec, get_recipe
 from .recipes import Recipe, RecipeError
-from .registry import ModelSpec, get_model_spec, get_recipe
 from .styles import style_digits
 
 
@@ -108,7 +108,7 @@ def resolve_recipe(options: TrainOptions) -> tuple[str, Recipe]:
 
 def build_model(spec: ModelSpec, recipe: Recipe, seed: int):
     torch.manual_seed(seed)
-    return spec.build(spec.config_cls(**spec.build.config_fields(recipe)))
+    return spec.build(spec.config_for(recipe))
 
 
 def make_optimiser(model, recipe: Recipe, device: torch.device | None = None):

@@ -11,8 +11,8 @@ from . import distributed
 from .augment import augment_level
 from .data import normalise
 from .distributed import SINGLE, Group
+from .models import ModelSpec
 from .recipes import Recipe
-from .registry import ModelSpec
 from .runtime import tune_for_device
 from .train_setup import (
     RunData,

@@ -133,7 +133,7 @@ def assert_csnn_alike_with_and_without(attribute: str, norm: str, seed: int) -> 
     on, over 8 steps in chunks of 3."""
     import torch
 
-    from snncli.registry import create_model
+    from snncli.models import create_model
 
     torch.manual_seed(seed)
     model = create_model("csnn", norm=norm)

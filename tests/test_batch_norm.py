@@ -9,8 +9,8 @@ from snncli.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
+from snncli.models import create_model, get_model_spec, list_models
 from snncli.recipes import Recipe
-from snncli.registry import create_model, get_model_spec, list_models
 
 BATCH_NORMS = {"csnn": 3, "mlp": 2}
 

@@ -11,7 +11,7 @@ from snncli.checkpoint import (
     saved_checkpoints,
 )
 from snncli.errors import CheckpointError
-from snncli.registry import create_model
+from snncli.models import create_model
 
 
 def make(name="mlp", **config):

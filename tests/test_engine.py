@@ -7,8 +7,8 @@ import torch
 
 from snncli import runtime
 from snncli.errors import SnnError, SnnWarning
+from snncli.models import create_model, list_models
 from snncli.neurons import LeakyHardReset, LeakySubtract, LIFSequence
-from snncli.registry import create_model, list_models
 from snncli.runtime import keep_freed_memory, native_bf16, resolve_precision
 
 

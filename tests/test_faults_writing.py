@@ -390,7 +390,7 @@ def test_every_float_option_of_every_command_refuses_nan(in_tmp):
 def test_every_config_field_is_declared_with_its_check(name):
     import dataclasses
 
-    from snncli.registry import get_model_spec
+    from snncli.models import get_model_spec
 
     config_cls = get_model_spec(name).config_cls
     assert all("check" in f.metadata for f in dataclasses.fields(config_cls))
@@ -410,7 +410,7 @@ def test_every_config_field_is_declared_with_its_check(name):
     ],
 )
 def test_config_checks_name_each_field(name, values, messages):
-    from snncli.registry import create_model, get_model_spec
+    from snncli.models import create_model, get_model_spec
 
     config_cls = get_model_spec(name).config_cls
     problems = config_cls.problems(values)

@@ -9,9 +9,9 @@ import torch
 from snncli.checkpoint import build_checkpoint
 from snncli.data import Split
 from snncli.evaluate import evaluate_model
+from snncli.models import create_model
 from snncli.models.base import ranking
 from snncli.predict import predict_digits
-from snncli.registry import create_model
 
 NORM = {"mean": 0.0, "std": 1.0}
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from snncli.cli import app
 from snncli.data import Split, hold_out
 from snncli.errors import DataError
+from snncli.models import get_model_spec
 from snncli.recipes import SETTINGS, Recipe, RecipeError
-from snncli.registry import get_model_spec
 
 
 def test_every_problem_is_one_message_naming_its_setting():

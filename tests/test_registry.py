@@ -6,10 +6,9 @@ import torch
 from snntorch import surrogate
 
 from snncli.errors import SnnError
-from snncli.models import SpikingNet
+from snncli.models import SpikingNet, create_model, get_model_spec, list_models
 from snncli.neurons import LeakyHardReset, LeakySubtract
 from snncli.recipes import Recipe
-from snncli.registry import create_model, get_model_spec, list_models
 
 
 def test_both_models_are_registered():
@@ -26,8 +25,11 @@ def test_every_model_has_complete_metadata(name):
     assert spec.default_recipe in spec.recipes and "seed" in spec.recipes
     for recipe in spec.recipes.values():
         assert isinstance(recipe, Recipe) and recipe.setting_problems(spec.losses) == []
-    # A recipe's surrogate sets a field of the model's config.
-    assert spec.build.surrogate_field in {f.name for f in dataclasses.fields(spec.config_cls)}
+    # Every recipe maps to a valid config of the model (register_model checked it too).
+    for recipe in spec.recipes.values():
+        config = spec.config_for(recipe)
+        assert (config.steps, config.norm) == (recipe.steps, recipe.norm)
+        assert config.learn_decay == (recipe.decay == "learned")
     mean, std = spec.normalisation
     assert std > 0
 
@@ -183,10 +185,11 @@ def test_seed_recipes_are_the_seed_code_exactly():
 
 
 def test_a_recipe_with_an_unknown_setting_is_refused_at_registration():
-    from snncli.registry import ModelSpec, register_model
+    from snncli.models import register_model
 
     recipe = dataclasses.replace(get_model_spec("mlp").recipes["seed"], augment="extreme")
-    spec = ModelSpec("bad", "x", dict, lambda c: None, recipes={"seed": recipe})
+    spec = dataclasses.replace(get_model_spec("mlp"), name="bad", recipes={"seed": recipe},
+                               default_recipe="seed")
     message = "recipe 'seed': augment 'extreme' must be one of: none, light, full"
     with pytest.raises(ValueError, match=message):
         register_model(spec)
@@ -222,11 +225,12 @@ def test_csnn_losses_are_snntorchs_rate_and_count_cross_entropy():
 
 
 def test_a_recipe_with_a_loss_its_model_lacks_is_refused():
-    from snncli.registry import ModelSpec, register_model
+    from snncli.models import register_model
 
     spec = get_model_spec("mlp")
     recipe = dataclasses.replace(spec.recipes["seed"], loss="count")
-    bad = ModelSpec("bad-loss", "x", spec.config_cls, spec.build, recipes={"seed": recipe})
+    bad = dataclasses.replace(spec, name="bad-loss", recipes={"seed": recipe},
+                              default_recipe="seed")
     message = "recipe 'seed': loss 'count' must be one of: mean"
     with pytest.raises(ValueError, match=message):
         register_model(bad)

@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from snncli import spike_conv
-from snncli.registry import create_model
+from snncli.models import create_model
 
 from conftest import assert_csnn_alike_with_and_without
 

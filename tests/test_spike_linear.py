@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from snncli import spike_linear
-from snncli.registry import create_model
+from snncli.models import create_model
 
 from conftest import assert_csnn_alike_with_and_without
 

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from snncli.models import create_model, get_model_spec
 from snncli.recipes import RecipeError
-from snncli.registry import create_model, get_model_spec
 from snncli.train import TrainOptions, train
 from snncli.train_setup import make_average, update_average
 

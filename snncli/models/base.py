@@ -1,12 +1,23 @@
-"""What every registered SNN offers the train/evaluate/predict code."""
+"""The model contract: what every registered SNN offers the train/evaluate/predict code.
+
+A model is a `SpikingNet` subclass (its abstract methods implemented, `lifs` set in
+`__init__`) built from a `SpikingConfig` subclass; docs/adding-a-model.md gives the recipe.
+"""
 
 from __future__ import annotations
 
+import abc
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ..checks import MAX_STEPS, Checked, choice, flag, number, whole
+from ..recipes import Recipe
 
 
 def learned_decay_problems(values: dict, decay: str) -> list[str]:
@@ -14,6 +25,40 @@ def learned_decay_problems(values: dict, decay: str) -> list[str]:
     if values["learn_decay"] and values[decay] >= 1:
         return [f"{decay} {values[decay]!r} must be below 1 when learn_decay is true"]
     return []
+
+
+@dataclass
+class SpikingConfig(Checked):
+    """The config fields every spiking model has, which training and evaluation read by
+    name. A model's config subclasses it (as a @dataclass), adds its layer and neuron fields,
+    names its decay field and redeclares `steps` with its own default. Field names are stored
+    in checkpoints: renaming one makes older checkpoints unreadable."""
+
+    steps: int = whole(1, MAX_STEPS, 25)  # time steps per image
+    threshold: float = number(0, math.inf, 1.0, low_open=True)  # membrane threshold
+    num_classes: int = whole(10, 10, 10)  # the ten digits
+    # "batch": batch norm after each hidden synaptic layer (folds away at inference)
+    norm: str = choice("none", "batch", default="none")
+    learn_decay: bool = flag(False)  # learn each LIF layer's decay, starting from the config's
+    # The field holding the membrane decay per step (csnn "beta", mlp "tau"): a learned decay
+    # starts from it, so it must then be below 1.
+    decay_field: ClassVar[str] = ""
+
+    @classmethod
+    def combined_problems(cls, values: dict) -> list[str]:
+        return learned_decay_problems(values, cls.decay_field) if cls.decay_field else []
+
+
+def recipe_mapping(surrogate: str) -> Callable[[Recipe], dict[str, Any]]:
+    """A ModelSpec's `config_from_recipe` for a SpikingConfig: a recipe sets the time steps,
+    the norm, whether the decay is learned, and (its `surrogate`) the surrogate-gradient
+    width held in the config field named `surrogate`."""
+
+    def config_from_recipe(recipe: Recipe) -> dict[str, Any]:
+        return {"steps": recipe.steps, "norm": recipe.norm, surrogate: recipe.surrogate,
+                "learn_decay": recipe.decay == "learned"}
+
+    return config_from_recipe
 
 
 class _Stop(Exception):
@@ -45,8 +90,22 @@ def ranking(scores: torch.Tensor, current: torch.Tensor | None) -> torch.Tensor:
     return scores + rank.to(scores.dtype) / (2 * scores.shape[1])
 
 
-class SpikingNet(nn.Module):
-    """A network simulated for `steps` time steps on a static image.
+class _CheckedWhenBuilt(abc.ABCMeta):
+    """Abstract methods, as abc checks them, and once a model is built, the attributes its
+    `__init__` must set (`SpikingNet.contract_problems`): a model that lacks one fails where
+    it is built, naming what it lacks, not deep inside training."""
+
+    def __call__(cls, *args, **kwargs):
+        model = super().__call__(*args, **kwargs)
+        problems = model.contract_problems()
+        if problems:
+            raise TypeError(f"{cls.__name__} breaks the SpikingNet contract: {'; '.join(problems)}")
+        return model
+
+
+class SpikingNet(nn.Module, metaclass=_CheckedWhenBuilt):
+    """A network simulated for `steps` time steps on a static image: the contract every
+    registered model fulfils.
 
     forward(x [B,1,28,28]) returns the output layer's record [T, B, classes]; `readout` turns it
     into per-class scores; `loss` is the model's training criterion.
@@ -55,23 +114,28 @@ class SpikingNet(nn.Module):
     `backend = "snntorch"` runs the same weights the way snnTorch users do, for comparison.
     `precision = "bf16"` runs the stateless layers in bf16 (spikes are exact in bf16; membranes
     stay fp32).
+
+    A subclass sets the class attributes below, implements the abstract methods and, in
+    `__init__` after `super().__init__(config)`, sets `lifs`. The rest (forward, readout,
+    classify, calibrate, confidence) is shared.
     """
 
-    output_is_spikes: bool = True
+    # What a subclass declares.
+    output_is_spikes: bool = True  # spike counts are the readout; False: the mean output
     # The layer feeding a spiking output layer (its attribute name). At a few time steps the
     # output spike counts often tie, and `argmax` would give every tie to the lower digit: of
     # the tied classes, the one whose neuron received the most input current wins instead.
     output_synapse: str = ""
     losses: tuple[str, ...] = ()  # training criteria `loss` knows; the first is the default
-    surrogate_field: str = ""  # the config field a recipe's `surrogate` sets
 
-    @classmethod
-    def config_fields(cls, recipe) -> dict:
-        """The fields of this model's config that a training recipe sets."""
-        return {"steps": recipe.steps, "norm": recipe.norm, cls.surrogate_field: recipe.surrogate,
-                "learn_decay": recipe.decay == "learned"}
+    # What every model holds once built.
+    config: SpikingConfig
+    # The LIF layers (snncli.neurons), input to output. Each is called as
+    # `lif(current, state, ...) -> (spikes, state, membrane)` and has `decay()`; evaluation
+    # counts their spikes and calibration scales the layer before each (`synapses`).
+    lifs: nn.ModuleList
 
-    def __init__(self, config):
+    def __init__(self, config: SpikingConfig):
         super().__init__()
         self.config = config
         self.time_chunk: int | None = None
@@ -80,6 +144,25 @@ class SpikingNet(nn.Module):
         # Add a conv layer's bias after its max pool (set on CUDA, where the bias is a separate
         # pass over the conv output; on a CPU it is fused into the convolution).
         self.pool_before_bias = False
+
+    def contract_problems(self) -> list[str]:
+        """What a built model lacks of the contract (checked whenever one is built)."""
+        problems = []
+        if not isinstance(self.config, SpikingConfig):
+            problems.append(f"config is a {type(self.config).__name__}, not a SpikingConfig")
+        if not (self.losses and all(isinstance(name, str) for name in self.losses)):
+            problems.append("losses must name at least one training criterion")
+        lifs = getattr(self, "lifs", None)
+        if not isinstance(lifs, nn.ModuleList) or len(lifs) == 0:
+            return [*problems, "__init__ must set lifs, an nn.ModuleList of its LIF layers"]
+        for method in ("synapses", "spiking_layers"):
+            count = len(getattr(self, method)())
+            if count != len(lifs):
+                problems.append(f"{method}() gives {count} layers for {len(lifs)} in lifs")
+        if self.output_synapse and not isinstance(getattr(self, self.output_synapse, None),
+                                                  nn.Module):
+            problems.append(f"output_synapse {self.output_synapse!r} is not a layer of the model")
+        return problems
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """x [B, 1, 28, 28] -> output record [T, B, classes] with the chosen backend."""
@@ -90,24 +173,28 @@ class SpikingNet(nn.Module):
                 return run(x, steps).float()
         return run(x, steps)
 
+    @abc.abstractmethod
     def forward_engine(self, x: torch.Tensor, steps: int) -> torch.Tensor:
-        raise NotImplementedError
+        """The fast path: the whole chunk of steps through each stateless layer at once (see
+        `chunks`), the LIF layers' fused time loops in between; the same numbers as
+        `forward_snntorch` to float rounding."""
 
     @staticmethod
     def over_time(norm: nn.Module, current: torch.Tensor) -> torch.Tensor:
         """A 1-d norm applied to [T, B, F] with statistics over time x batch (tdBN)."""
         return norm(current.flatten(0, 1)).view(current.shape)
 
+    @abc.abstractmethod
     def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
-        """The reference: snnTorch neurons, every layer run once per time step."""
-        raise NotImplementedError
+        """The reference: snnTorch neurons, every layer run once per time step, on the same
+        weights (the tests compare it with `forward_engine`)."""
 
     def chunks(self, steps: int):
         """(start, length) pairs covering `steps` time steps. While a model with batch norm
         trains, all steps are one chunk on every device: its statistics span time x batch
-        (tdBN), so a recipe trains the same model on a CPU as on a GPU (chunks of 2 steps gave
-        each chunk statistics of its own; all 16 steps together are no slower on 2 cores)."""
-        if self.training and getattr(self.config, "norm", "none") == "batch":
+        (tdBN), so a recipe trains the same model on a CPU as on a GPU (chunks would each have
+        statistics of their own)."""
+        if self.training and self.config.norm == "batch":
             return [(0, steps)]
         size = self.time_chunk or steps
         return [(t, min(size, steps - t)) for t in range(0, steps, size)]
@@ -139,15 +226,16 @@ class SpikingNet(nn.Module):
             hook.remove()
         return record, torch.stack(sums).sum(0)
 
+    @abc.abstractmethod
     def loss(self, record, target, smoothing: float = 0.0, kind: str | None = None):
-        """Training criterion `kind` (one of `losses`; None = the first); `smoothing` is
-        cross-entropy label smoothing."""
-        raise NotImplementedError
+        """Training criterion `kind` (one of `losses`; None = the first) of a record
+        [T, B, classes] and labels [B]: a 0-dim tensor; `smoothing` is cross-entropy label
+        smoothing."""
 
+    @abc.abstractmethod
     def synapses(self) -> list[nn.Module]:
         """The layer whose weight scales each LIF layer's input current (the synaptic layer,
         or the batch norm after it), one per layer of `self.lifs`, in order."""
-        raise NotImplementedError
 
     @torch.no_grad()
     def calibrate(self, x: torch.Tensor, rate: float = 0.03, steps: int = 20) -> list[float]:
@@ -156,9 +244,8 @@ class SpikingNet(nn.Module):
 
         With PyTorch's default initialisation the deep layers of these networks are nearly
         silent, so surrogate gradients are tiny and training at a high learning rate sits at
-        chance for its first ~100 iterations. A low rate is enough: on the seed csnn recipe
-        (T=25) 0.03 reached 96.9% after 200 iterations where PyTorch's init reached 91.8%, while
-        0.1 made training worse (79.6%). Returns the firing rate reached per layer.
+        chance for its first iterations. A low rate is enough to start learning; a high one
+        makes training worse. Returns the firing rate reached per layer.
         """
         reached = []
         steps = min(steps, self.config.steps)
@@ -204,13 +291,13 @@ class SpikingNet(nn.Module):
             hook.remove()
         return seen[0]
 
+    @abc.abstractmethod
     def spiking_layers(self) -> list[tuple[str, int]]:
         """(name, fan-out) of each LIF layer in `self.lifs`: the synapses one spike drives."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def dense_macs(self) -> int:
         """Multiply-accumulates of the first layer, which sees the analogue image, per image."""
-        raise NotImplementedError
 
     def confidence(self, scores: torch.Tensor) -> torch.Tensor:
         """[B, C] -> [B, C] shares: of output spikes, or softmax of mean output."""

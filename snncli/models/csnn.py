@@ -1,39 +1,34 @@
-"""csnn: the snnTorch tutorial convolutional SNN (seed recipe ~97.4% after one MNIST epoch)."""
+"""csnn: the snnTorch tutorial's convolutional SNN, with its recipes."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .. import spike_conv, spike_linear
-from ..checks import MAX_STEPS, MAX_WIDTH, Checked, choice, flag, number, whole
+from ..checks import MAX_STEPS, MAX_WIDTH, number, whole
 from ..neurons import LeakySubtract
 from ..recipes import Recipe
 from ..registry import ModelSpec, register_model
-from .base import SpikingNet, learned_decay_problems
+from .base import SpikingConfig, SpikingNet, recipe_mapping
 
 
 @dataclass
-class CSNNConfig(Checked):
+class CSNNConfig(SpikingConfig):
+    """SpikingConfig's fields (norm "batch": batch norm after conv1, conv2 and fc1) and these."""
+
     steps: int = whole(1, MAX_STEPS, 100)
     beta: float = number(0, 1, 0.5, low_open=True)  # membrane decay per step
-    threshold: float = number(0, math.inf, 1.0, low_open=True)
     slope: float = number(0, math.inf, 25.0, low_open=True)  # fast-sigmoid surrogate slope
     conv1_channels: int = whole(1, MAX_WIDTH, 32)
     conv2_channels: int = whole(1, MAX_WIDTH, 64)
     hidden: int = whole(1, MAX_WIDTH, 512)
-    num_classes: int = whole(10, 10, 10)  # the ten digits
-    # "batch": batch norm after conv1, conv2 and fc1 (see CSNN)
-    norm: str = choice("none", "batch", default="none")
-    learn_decay: bool = flag(False)  # learn each LIF layer's beta, starting from `beta`
-
-    @classmethod
-    def combined_problems(cls, values: dict) -> list[str]:
-        return learned_decay_problems(values, "beta")
+    decay_field: ClassVar[str] = "beta"
 
 
 class CSNN(SpikingNet):
@@ -49,7 +44,8 @@ class CSNN(SpikingNet):
     output_is_spikes = True
     output_synapse = "fc2"
     losses = ("rate", "count")
-    surrogate_field = "slope"  # what a recipe's `surrogate` sets
+    # conv2 and fc1 see only spikes, the 0/1 output of a LIF layer: the fast CPU kernels below
+    # (spike_conv, spike_linear) are right only for inputs of 0 and 1.
     lookup_conv = True  # conv2 as a table lookup where `spike_conv.usable` (CPU, fp32)
     # fc1 as sums of the weight rows of the spikes that fired, where `spike_linear` finds the
     # spikes sparse enough (CPU, fp32)
@@ -213,6 +209,7 @@ register_model(
         summary="2-conv spiking CNN, snnTorch Leaky neurons, spike-count readout",
         config_cls=CSNNConfig,
         build=CSNN,
+        config_from_recipe=recipe_mapping(surrogate="slope"),
         default_recipe="quick",
         recipes={"seed": SEED, "robust": ROBUST, "quick": QUICK, "fast": FAST, "best": BEST},
         normalisation=(0.0, 1.0),

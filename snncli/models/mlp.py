@@ -4,33 +4,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checks import MAX_STEPS, MAX_WIDTH, Checked, choice, flag, number, whole
+from ..checks import MAX_STEPS, MAX_WIDTH, number, whole
 from ..neurons import LeakyHardReset, TriangleSpike
 from ..recipes import Recipe
 from ..registry import ModelSpec, register_model
-from .base import SpikingNet, learned_decay_problems
+from .base import SpikingConfig, SpikingNet, recipe_mapping
 
 
 @dataclass
-class MLPConfig(Checked):
+class MLPConfig(SpikingConfig):
+    """SpikingConfig's fields (norm "batch": batch norm after fc1 and fc2) and these."""
+
     steps: int = whole(1, MAX_STEPS, 6)
     tau: float = number(0, 1, 0.5, low_open=True)  # membrane decay per step
-    threshold: float = number(0, math.inf, 1.0, low_open=True)
     gamma: float = number(0, math.inf, 1.0, low_open=True)  # triangle surrogate width
     hidden: int = whole(1, MAX_WIDTH, 512)
-    num_classes: int = whole(10, 10, 10)  # the ten digits
-    # "batch": batch norm after fc1 and fc2 (folds away at inference)
-    norm: str = choice("none", "batch", default="none")
-    learn_decay: bool = flag(False)  # learn each LIF layer's tau, starting from `tau`
-
-    @classmethod
-    def combined_problems(cls, values: dict) -> list[str]:
-        return learned_decay_problems(values, "tau")
+    decay_field: ClassVar[str] = "tau"
 
 
 class MLP(SpikingNet):
@@ -38,7 +33,6 @@ class MLP(SpikingNet):
 
     output_is_spikes = False
     losses = ("mean",)
-    surrogate_field = "gamma"  # what a recipe's `surrogate` sets
 
     def __init__(self, config: MLPConfig):
         super().__init__(config)
@@ -121,6 +115,7 @@ register_model(
         summary="3-layer spiking MLP, direct encoding, hard-reset LIF, mean-output readout",
         config_cls=MLPConfig,
         build=MLP,
+        config_from_recipe=recipe_mapping(surrogate="gamma"),
         default_recipe="best",
         recipes={"seed": SEED, "robust": ROBUST, "best": BEST},
         normalisation=(0.1307, 0.3081),
