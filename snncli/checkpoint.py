@@ -11,7 +11,7 @@ import torch
 
 from .checks import field_problem, show
 from .errors import CheckpointError, one_line
-from .files import atomic_write, prepare_folder  # noqa: F401  (train.py imports both here)
+from .files import atomic_write, prepare_folder, special_file_kind  # noqa: F401 (train.py)
 from .registry import get_model_spec, list_models
 
 FORMAT = "snncli-checkpoint"
@@ -71,6 +71,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     name = one_line(path)
     if path.is_dir():
         raise CheckpointError(f"{name} is a folder, not a checkpoint")
+    kind = special_file_kind(path)
+    if kind:  # reading it could wait forever (a FIFO) or never end (/dev/zero)
+        raise CheckpointError(f"{name} is {kind}, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {name} does not exist")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,27 @@ def check_writable(path: str | Path, what: str = "") -> Path:
         if parent.exists() and not parent.is_dir():
             raise SnnError(f"cannot write {_label(path, what)}: {parent} is not a folder")
     return path
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_file_kind(path: str | Path) -> str | None:
+    """What `path` is when it is neither a regular file nor a folder (a link is followed):
+    "a FIFO (named pipe)", "a socket", "a character device" or "a block device". Reading
+    such a file may never end (a FIFO waits for a writer, /dev/zero never stops), so only
+    regular files are read. None for a regular file, a folder, or a path that cannot be
+    looked at (whose reader then says why)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
 
 
 def prepare_folder(path: str | Path, what: str = "") -> None:
