@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .checks import field_problem, show
-from .errors import CheckpointError, one_line
+from .errors import CheckpointError, first_of, one_line
 from .files import atomic_write, prepare_folder, special_file_kind  # noqa: F401 (train.py)
 from .registry import get_model_spec, list_models
 
@@ -65,7 +65,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and validate a checkpoint (tensors land on the CPU whatever device trained it).
 
     Every field a command reads is checked before use: a damaged or tampered file is refused
-    with one line per problem (CheckpointError), each naming the file and the field.
+    in one line (CheckpointError) naming the file, its first problem and how many more.
     """
     path = Path(path)
     name = one_line(path)
@@ -92,7 +92,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
         raise CheckpointError(f"{name} is not a usable snncli checkpoint: {reason}") from None
     if problems:
-        raise CheckpointError("\n".join(f"{name}: {p}" for p in problems))
+        raise CheckpointError(f"{name}: {first_of(problems)}")
     return ckpt
 
 
@@ -257,7 +257,7 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
     first, so a checkpoint not read by `load_checkpoint` is refused in the same words)."""
     problems = _model_problems(ckpt)
     if problems:
-        raise CheckpointError("\n".join(f"checkpoint {p}" for p in problems))
+        raise CheckpointError(f"checkpoint {first_of(problems)}")
     spec = get_model_spec(ckpt["model"])
     model = spec.build(spec.config_cls(**ckpt["config"]))
     try:

@@ -337,7 +337,9 @@ def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
     ]
     if given:
         flags = ", ".join("--" + ("out" if n == "out_path" else n).replace("_", "-") for n in given)
-        raise typer.BadParameter(
+        from .errors import OptionError
+
+        raise OptionError(  # one line, not a usage box: the mistake is the option, not its form
             f"{flags} would change the saved run; --resume continues it as it was "
             f"(only --epochs, --device, --data-dir, --save-every and --nproc may be given)"
         )
