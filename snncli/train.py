@@ -33,10 +33,11 @@ from .checkpoint import (
 )
 from .data import Split, default_val_size, hold_out, load_split, normalise, resolve_data_dir
 from .distributed import SINGLE, Group
-from .errors import SnnError
+from .errors import SnnError, first_of
 from .evaluate import evaluate_model
 from .recipes import Recipe, RecipeError
 from .registry import ModelSpec, get_model_spec, get_recipe
+from .resumable import position_problems, training_state_problems
 from .runtime import resolve_device, tune_for_device
 from .styles import style_digits
 
@@ -615,18 +616,22 @@ def initialise(model, recipe: Recipe, images: torch.Tensor, norm: dict) -> bool:
 
 def saved_training_state(path: Path) -> dict:
     """The training state of a resumable checkpoint, or one line saying why it has none."""
-    state = load_checkpoint(path).get("training_state")
+    ckpt = load_checkpoint(path)
+    state = ckpt.get("training_state")
     if not isinstance(state, dict):
         raise SnnError(
             f"{path} cannot be resumed: it holds no training state (resume from the "
             f"<name>.last.pt checkpoint that training writes beside <name>.pt)"
         )
     version = state.get("version")
-    if version != TRAINING_STATE_VERSION:
+    if type(version) is not int or version != TRAINING_STATE_VERSION:
         raise SnnError(
             f"{path} holds training state version {version!r}; this snncli resumes version "
             f"{TRAINING_STATE_VERSION}"
         )
+    problems = training_state_problems(state, ckpt)
+    if problems:
+        raise SnnError(f"{path} cannot be resumed: {first_of(problems)}")
     return state
 
 
@@ -653,7 +658,7 @@ def resumed_run(given: TrainOptions) -> tuple[Trainer, RunFiles]:
     state = saved_training_state(path)
     options = resumed_options(state["options"], given)
     spec = get_model_spec(options.model)
-    recipe = Recipe.from_dict(state["recipe"], spec.losses)
+    recipe = saved = Recipe.from_dict(state["recipe"], spec.losses)
     epochs = given.overrides.get("epochs")
     if epochs is not None:
         done = state["epoch"] - 1
@@ -668,6 +673,9 @@ def resumed_run(given: TrainOptions) -> tuple[Trainer, RunFiles]:
             f"{dist.size}: continue it on as many with: {resume_command(path, nproc)}"
         )
     data = load_shared_data(dist, options, recipe, device, spec.normalisation)
+    problems = position_problems(state, saved, len(data.train), len(data.validation))
+    if problems:
+        raise SnnError(f"{path} cannot be resumed: {first_of(problems)}")
     trainer = Trainer(spec, state["recipe_name"], recipe, options, device, data, dist)
     trainer.load_state_dict(state)
     trainer.distribute()
