@@ -579,7 +579,7 @@ class Run:
 def new_run(options: TrainOptions) -> tuple[Trainer, RunFiles]:
     spec = get_model_spec(options.model)
     name, recipe = resolve_recipe(options)
-    dist, device = distributed.start(resolve_device(options.device))
+    dist, device = distributed.start(resolve_device(options.device), recipe.batch_size)
     files = RunFiles.beside(output_paths(options.model, options.out)[0])
     if files.best.is_dir():
         raise SnnError(f"--out {files.best} is a folder; give a file path such as model.pt")
@@ -653,6 +653,16 @@ def resumed_options(saved: dict, given: TrainOptions) -> TrainOptions:
     return dataclasses.replace(TrainOptions(**saved), **changes)
 
 
+def check_process_count(path: Path, state: dict, size: int) -> None:
+    """A saved run continues on as many processes as it ran on."""
+    nproc = state.get("nproc", 1)
+    if nproc != size:
+        raise SnnError(
+            f"{path} was saved by a run on {nproc} process{'es' if nproc > 1 else ''}, not "
+            f"{size}: continue it on as many with: {resume_command(path, nproc)}"
+        )
+
+
 def resumed_run(given: TrainOptions) -> tuple[Trainer, RunFiles]:
     path = Path(given.resume)
     state = saved_training_state(path)
@@ -665,13 +675,8 @@ def resumed_run(given: TrainOptions) -> tuple[Trainer, RunFiles]:
         if epochs < done or (epochs == done and state["batch"]):
             raise SnnError(f"--epochs {epochs} is fewer than the run has done ({done} epochs)")
         recipe = dataclasses.replace(recipe, epochs=epochs).check(spec.losses)
-    dist, device = distributed.start(resolve_device(options.device))
-    nproc = state.get("nproc", 1)
-    if nproc != dist.size:
-        raise SnnError(
-            f"{path} was saved by a run on {nproc} process{'es' if nproc > 1 else ''}, not "
-            f"{dist.size}: continue it on as many with: {resume_command(path, nproc)}"
-        )
+    dist, device = distributed.start(resolve_device(options.device), recipe.batch_size)
+    check_process_count(path, state, dist.size)
     data = load_shared_data(dist, options, recipe, device, spec.normalisation)
     problems = position_problems(state, saved, len(data.train), len(data.validation))
     if problems:
