@@ -11,7 +11,7 @@ import torch
 
 from .checks import field_problem, show
 from .errors import CheckpointError, first_of, one_line
-from .files import atomic_write, prepare_folder, special_file_kind  # noqa: F401 (train.py)
+from .files import atomic_write, special_file_kind  # noqa: F401 (atomic_write: for train.py)
 from .registry import get_model_spec, list_models
 
 FORMAT = "snncli-checkpoint"

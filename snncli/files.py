@@ -63,6 +63,31 @@ def prepare_folder(path: str | Path, what: str = "") -> None:
         raise SnnError(f"cannot write {_label(path, what)}: {_reason(exc)}") from None
 
 
+def check_outputs(outputs: list[tuple[str | Path, str]]) -> None:
+    """Say in one line, before any work is spent on them, why one of `outputs` ((path, what)
+    pairs) cannot be written: as `check_writable` says, or because no file can be created in
+    its folder (a file is created there and removed). Permission bits, a read-only file system
+    or a full one decide that, and only trying tells (root passes permission checks that are
+    not the file system's). A link is checked where it points; a device or pipe is written in
+    place, so its folder needs no new file."""
+    folders: dict[Path, tuple[Path, str]] = {}
+    for path, what in outputs:
+        path = Path(path)
+        target = Path(os.path.realpath(path)) if path.is_symlink() else path
+        check_writable(target, what)
+        if not (target.exists() and not target.is_file()):
+            folders.setdefault(target.parent, (path, what))
+    for folder, (path, what) in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".snn-probe-", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise SnnError(f"cannot write {_label(path, what)}: no file can be created in "
+                           f"folder {one_line(folder)} ({_reason(exc)})") from None
+
+
 def _reason(exc: BaseException) -> str:
     """One line saying why a write failed. A library's own error (torch's zip writer raises
     RuntimeError on a full disk, matplotlib raises ValueError on a too-large figure) is

@@ -28,13 +28,13 @@ from .checkpoint import (
     atomic_write,
     build_checkpoint,
     load_checkpoint,
-    prepare_folder,
     save_checkpoint,
 )
 from .data import Split, default_val_size, hold_out, load_split, normalise, resolve_data_dir
 from .distributed import SINGLE, Group
 from .errors import SnnError, first_of
 from .evaluate import evaluate_model
+from .files import check_outputs
 from .recipes import Recipe, RecipeError
 from .registry import ModelSpec, get_model_spec, get_recipe
 from .resumable import position_problems, training_state_problems
@@ -395,6 +395,11 @@ class RunFiles:
     def beside(cls, best: Path) -> RunFiles:
         return cls(*output_paths("", best))
 
+    def check(self, plot: bool) -> None:
+        """Say in one line, before any training, why a file of the run cannot be written."""
+        check_outputs([(self.best, "checkpoint"), (self.last, "checkpoint"),
+                       (self.metrics, "metrics file")] + ([(self.plot, "plot")] if plot else []))
+
 
 class StepReader:
     """Losses and accuracies stay on the device and are read back in groups: a GPU is never
@@ -585,7 +590,7 @@ def new_run(options: TrainOptions) -> tuple[Trainer, RunFiles]:
         raise SnnError(f"--out {files.best} is a folder; give a file path such as model.pt")
     data = load_shared_data(dist, options, recipe, device, spec.normalisation)
     if dist.main:
-        prepare_folder(files.best)  # fail before training, not after it
+        files.check(options.plot)  # fail before training, not after it
     trainer = Trainer(spec, name, recipe, options, device, data, dist)
     trainer.calibrate()
     trainer.distribute()
@@ -686,6 +691,8 @@ def resumed_run(given: TrainOptions) -> tuple[Trainer, RunFiles]:
     trainer.distribute()
     name = path.name.removesuffix(".last.pt") + ".pt" if path.name.endswith(".last.pt") else None
     files = RunFiles.beside(path.with_name(name) if name else Path(options.out or path))
+    if dist.main:
+        files.check(options.plot)  # fail before training, not after it
     return trainer, files
 
 
