@@ -97,22 +97,22 @@ def position_problems(state: dict, recipe: Recipe, train_images: int,
     (`train_images` in batches of the recipe's size, `val_images` held out): the epoch, batch
     and iteration of one point of the run as it was saved; this epoch's batch order a
     permutation of those images; the optimiser and schedule as many steps on; the
-    evaluations those before that point, none still to come already there; the best of them
-    the one chosen."""
+    evaluations those made before that point (none still to come already there), and the
+    best of them the one chosen."""
     per_epoch = -(-train_images // recipe.batch_size)
     epoch, batch, iteration = state["epoch"], state["batch"], state["iteration"]
     saved_epochs = recipe.epochs
     data = (f"{train_images} training images make {per_epoch} batches of "
             f"{recipe.batch_size} an epoch")
+    if epoch > saved_epochs + 1 or (epoch == saved_epochs + 1 and batch):
+        return [f"its position, epoch {epoch} batch {batch}, is past the end of its run of "
+                f"{saved_epochs} epochs"]
     if batch > per_epoch:
         return [f"its position, batch {batch} of epoch {epoch}, is past the end of an epoch: "
                 f"{data} (was it saved with other data?)"]
     if iteration != (epoch - 1) * per_epoch + batch:
         return [f"its iteration {iteration} is not where epoch {epoch}, batch {batch} is: "
                 f"{data} (was it saved with other data?)"]
-    if epoch > saved_epochs + 1 or (epoch == saved_epochs + 1 and batch):
-        return [f"its position, epoch {epoch} batch {batch}, is past the end of its run of "
-                f"{saved_epochs} epochs"]
     problems = _order_problems(state["order"], batch, train_images)
     steps = _optimiser_steps(state["optimiser"])
     if steps and steps != {iteration}:

@@ -231,6 +231,9 @@ LIES = {  # case: (saved run, change of its training state, what the line says)
     "epoch counter far beyond the plan": (
         "end", moved(99, 0), "its position, epoch 99 batch 0, is past the end of its run of 2"
     ),
+    "epoch counter alone far beyond the plan": (
+        "end", part("epoch", 99), "its position, epoch 99 batch 0, is past the end of its run"
+    ),
     "position beyond the end of the run": (
         "end", moved(3, 1, order=PERMUTATION), "epoch 3 batch 1, is past the end of its run"
     ),
