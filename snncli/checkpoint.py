@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from .checks import field_problem, show
-from .errors import CheckpointError, one_line
-from .files import atomic_write
+from .errors import CheckpointError, first_of, one_line
+from .files import atomic_write, special_file_kind
 from .models import get_model_spec, list_models
 
 FORMAT = "snncli-checkpoint"
@@ -224,6 +224,9 @@ def read_checkpoint_file(path: str | Path) -> Any:
     name = one_line(path)
     if path.is_dir():
         raise CheckpointError(f"{name} is a folder, not a checkpoint")
+    kind = special_file_kind(path)
+    if kind:  # reading it could wait forever (a FIFO) or never end (/dev/zero)
+        raise CheckpointError(f"{name} is {kind}, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {name} does not exist")
     try:
@@ -242,7 +245,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and validate a checkpoint (tensors land on the CPU whatever device trained it).
 
     Every field a command reads is checked before use: a damaged or tampered file is refused
-    with one line per problem (CheckpointError), each naming the file and the field.
+    in one line (CheckpointError) naming the file, its first problem and how many more.
     """
     ckpt = read_checkpoint_file(path)
     name = one_line(Path(path))
@@ -252,7 +255,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
         raise CheckpointError(f"{name} is not a usable snncli checkpoint: {reason}") from None
     if problems:
-        raise CheckpointError("\n".join(f"{name}: {p}" for p in problems))
+        raise CheckpointError(f"{name}: {first_of(problems)}")
     return Checkpoint.from_dict(ckpt)
 
 
@@ -320,7 +323,7 @@ def _model_problems(ckpt: dict) -> list[str]:
         return problems
     with torch.device("meta"):  # the architecture's shapes, without allocating its weights
         expected = spec.build(spec.config_cls(**ckpt["config"])).state_dict()
-    return _state_problems(ckpt["state_dict"], expected, name)
+    return state_dict_problems(ckpt["state_dict"], expected, name)
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -332,7 +335,7 @@ def _names(keys: list[str], most: int = 5) -> str:
     return ", ".join(one_line(k) for k in keys[:most]) + more
 
 
-def _state_problems(state: Any, expected: dict[str, torch.Tensor], name: str) -> list[str]:
+def state_dict_problems(state: Any, expected: dict[str, torch.Tensor], name: str) -> list[str]:
     """Weights: a mapping of exactly the architecture's tensors, shapes and kinds, all finite.
 
     Non-finite weights (NaN or infinity, a diverged run) are refused: the network would run,
@@ -423,7 +426,7 @@ def model_from_checkpoint(ckpt: Checkpoint | dict, device: str | torch.device = 
         problems = _model_problems(ckpt) if isinstance(ckpt, dict) and all(
             k in ckpt for k in ("model", "config", "state_dict")) else ["is not a checkpoint"]
         if problems:
-            raise CheckpointError("\n".join(f"checkpoint {p}" for p in problems))
+            raise CheckpointError(f"checkpoint {first_of(problems)}")
         ckpt = Checkpoint(model=ckpt["model"], config=ckpt["config"],
                           state_dict=ckpt["state_dict"], normalisation={})
     return ckpt.build_model(device)

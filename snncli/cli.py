@@ -363,8 +363,12 @@ def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
         def flag(name: str) -> str:
             return "--" + ("out" if name == "out_path" else name).replace("_", "-")
 
-        may = [flag(n) for n in ctx.params if n in allowed - {"resume"}]
-        raise typer.BadParameter(
+        may = [*EXTENDABLE_SETTINGS, *(n for n in ctx.params if n in allowed - {"resume"}
+                                      and n not in EXTENDABLE_SETTINGS)]
+        may = [flag(n) for n in may]
+        from .errors import OptionError
+
+        raise OptionError(  # one line, not a usage box: the mistake is the option, not its form
             f"{', '.join(map(flag, given))} would change the saved run; --resume continues it "
             f"as it was (only {', '.join(may[:-1])} and {may[-1]} may be given)"
         )

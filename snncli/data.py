@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import DataError
+from .files import special_file_kind
 
 DATA_DIR_ENV = "SNN_DATA_DIR"
 CACHE_DIR_ENV = "SNN_CACHE_DIR"
@@ -49,6 +50,9 @@ def needed_files_message(folder: Path | None) -> str:
 def _find(folder: Path, name: str) -> Path | None:
     for sub in (folder, folder / "MNIST" / "raw", folder / "raw"):
         for candidate in (sub / name, sub / f"{name}.gz"):
+            kind = special_file_kind(candidate)
+            if kind:  # reading it could wait forever (a FIFO) or never end (/dev/zero)
+                raise DataError(f"{candidate} is {kind}, not an MNIST file")
             if candidate.is_file():
                 return candidate
     return None
@@ -127,7 +131,8 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
         return _download(cache)
     folder = Path(data_dir).expanduser()
     if folder.exists() and not folder.is_dir():
-        raise DataError(f"data folder {folder} is a file, not a folder")
+        what = special_file_kind(folder) or "a file"
+        raise DataError(f"data folder {folder} is {what}, not a folder")
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist")
     return folder

@@ -105,9 +105,43 @@ class Group:
 SINGLE = Group()
 
 
-def start(device: torch.device) -> tuple[Group, torch.device]:
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the system keeps one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def machine_limit(device: torch.device) -> tuple[int, str]:
+    """(the most processes of one run on this machine, what bounds them): one per GPU on
+    CUDA, one per CPU core otherwise (more only wait for one another, each holding its own
+    copy of the data and the model)."""
+    if device.type == "cuda":
+        gpus = torch.cuda.device_count()
+        return gpus, f"{gpus} GPU{'s' * (gpus != 1)} (one per process)"
+    cores = usable_cpus()
+    return cores, f"{cores} CPU core{'s' * (cores != 1)}"
+
+
+def check_launched_size(device: torch.device, batch_size: int) -> None:
+    """In a run torchrun (or --nproc) started: refuse, in one line and before the processes
+    meet, more of them on this machine than it has GPUs or cores, or more in all than a batch
+    has images to share among them."""
+    here = int(os.environ.get("LOCAL_WORLD_SIZE", world_size_from_env()))
+    limit, what = machine_limit(device)
+    if here > limit:
+        raise SnnError(f"{here} processes of this run on this machine are more than its {what}: "
+                       f"start at most {limit} per machine")
+    if world_size_from_env() > batch_size:
+        raise SnnError(f"{world_size_from_env()} processes are more than a batch of {batch_size} "
+                       f"images can be shared among (--batch-size): start at most {batch_size}")
+
+
+def start(device: torch.device, batch_size: int | None = None) -> tuple[Group, torch.device]:
     """Join the run torchrun started (a no-op for a single process): (this process's group,
-    its device, which on CUDA is the GPU of its LOCAL_RANK)."""
+    its device, which on CUDA is the GPU of its LOCAL_RANK). With `batch_size`, the number
+    of processes is checked first (`check_launched_size`)."""
     if not launched():
         return SINGLE, device
     if device.type not in ("cpu", "cuda"):
@@ -115,6 +149,8 @@ def start(device: torch.device) -> tuple[Group, torch.device]:
             f"training on several processes runs on CUDA GPUs (nccl) or CPUs (gloo), not on "
             f"{device.type}; pass --device cuda or --device cpu"
         )
+    if batch_size is not None:
+        check_launched_size(device, batch_size)
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():

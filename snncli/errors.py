@@ -21,6 +21,13 @@ def unexpected_message(exc: BaseException) -> str:
     )
 
 
+def first_of(problems: list[str]) -> str:
+    """The problems of one thing (a file, a saved run) as one line: the first, and how many
+    more there are."""
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else "")
+
+
 class SnnWarning(UserWarning):
     """A caution for the user (work goes on); the CLI shows it as one `warning:` line."""
 
@@ -39,6 +46,12 @@ class CheckpointError(SnnError):
 
 class ImageError(SnnError):
     """An image could not be read or holds no digit."""
+
+
+class OptionError(SnnError):
+    """An option that may not be given here: a usage error (exit code 2), in one line."""
+
+    exit_code = 2
 
 
 class ConfigError(SnnError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,27 @@ def check_writable(path: str | Path, what: str = "") -> Path:
     return path
 
 
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_file_kind(path: str | Path) -> str | None:
+    """What `path` is when it is neither a regular file nor a folder (a link is followed):
+    "a FIFO (named pipe)", "a socket", "a character device" or "a block device". Reading
+    such a file may never end (a FIFO waits for a writer, /dev/zero never stops), so only
+    regular files are read. None for a regular file, a folder, or a path that cannot be
+    looked at (whose reader then says why)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
+
+
 def prepare_folder(path: str | Path, what: str = "") -> None:
     """Create the folder `path` will be written in, or say in one line why it cannot be."""
     path = check_writable(path, what)
@@ -39,6 +61,31 @@ def prepare_folder(path: str | Path, what: str = "") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SnnError(f"cannot write {_label(path, what)}: {_reason(exc)}") from None
+
+
+def check_outputs(outputs: list[tuple[str | Path, str]]) -> None:
+    """Say in one line, before any work is spent on them, why one of `outputs` ((path, what)
+    pairs) cannot be written: as `check_writable` says, or because no file can be created in
+    its folder (a file is created there and removed). Permission bits, a read-only file system
+    or a full one decide that, and only trying tells (root passes permission checks that are
+    not the file system's). A link is checked where it points; a device or pipe is written in
+    place, so its folder needs no new file."""
+    folders: dict[Path, tuple[Path, str]] = {}
+    for path, what in outputs:
+        path = Path(path)
+        target = Path(os.path.realpath(path)) if path.is_symlink() else path
+        check_writable(target, what)
+        if not (target.exists() and not target.is_file()):
+            folders.setdefault(target.parent, (path, what))
+    for folder, (path, what) in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".snn-probe-", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise SnnError(f"cannot write {_label(path, what)}: no file can be created in "
+                           f"folder {one_line(folder)} ({_reason(exc)})") from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -63,25 +63,35 @@ def train_in_processes(options, nproc: int, entry: Callable) -> None:
 
 def _check_before_launch(options, nproc: int) -> None:
     """What every process would refuse, said once before any starts."""
-    import torch
-
-    from .distributed import launched
+    from .distributed import launched, machine_limit
+    from .recipes import Recipe
+    from .resume import check_process_count, resumed_options, saved_training_state
     from .runtime import resolve_device
     from .train_setup import resolve_recipe
 
     if launched():
         raise SnnError("--nproc starts processes of its own: under torchrun, leave it out "
                        "(torchrun's --nproc-per-node says how many)")
-    if options.resume:  # the saved run's settings, which each process checks
-        return
-    resolve_recipe(options)
+    if options.resume:  # the saved run's settings, on as many processes as it ran
+        path = Path(options.resume)
+        state = saved_training_state(path)
+        check_process_count(path, state, nproc)
+        options = resumed_options(state["options"], options)
+        recipe = Recipe.from_dict(state["recipe"])
+    else:
+        recipe = resolve_recipe(options)[1]
     device = resolve_device(options.device)
-    if device.type == "cuda" and torch.cuda.device_count() < nproc:
-        raise SnnError(f"--nproc {nproc} needs as many GPUs (one per process); this machine "
-                       f"has {torch.cuda.device_count()}")
     if device.type not in ("cpu", "cuda"):
         raise SnnError(f"--nproc runs on CUDA GPUs or CPUs, not on {device.type}; pass "
                        "--device cuda or --device cpu")
+    limit, what = machine_limit(device)
+    if nproc > limit:
+        raise SnnError(f"--nproc {nproc} is more processes than this machine's {what}: use at "
+                       f"most {limit}")
+    if nproc > recipe.batch_size:
+        raise SnnError(f"--nproc {nproc} is more processes than a batch of {recipe.batch_size} "
+                       f"images can be shared among (--batch-size): use at most "
+                       f"{recipe.batch_size}")
 
 
 def _process(entry: Callable, options, folder: str) -> None:

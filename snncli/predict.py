@@ -13,6 +13,7 @@ import torch
 from .checkpoint import Checkpoint
 from .data import normalise
 from .errors import ImageError, one_line
+from .files import special_file_kind
 from .models.base import Classified
 from .preprocess import load_digit
 from .runtime import tune_for_device
@@ -125,6 +126,9 @@ def read_digit(path: str, stdin: bytes | None = None) -> np.ndarray | Failure:
     """The MNIST-like digit of one input, or a Failure saying in one line why there is none."""
     name = "<stdin>" if path == "-" else path
     label = one_line(name)
+    kind = None if path == "-" else special_file_kind(path)
+    if kind:  # reading it could wait forever (a FIFO) or never end (/dev/zero)
+        return Failure(name, f"{label} is {kind}, not an image file")
     try:
         with warnings.catch_warnings():
             # A numerical warning means this image's digit is not to be trusted: it fails

@@ -25,7 +25,7 @@ from .checkpoint import build_checkpoint, save_checkpoint
 from .data import Split
 from .errors import SnnError
 from .evaluate import evaluate_model
-from .files import atomic_write, prepare_folder
+from .files import atomic_write
 from .models import get_model_spec
 from .resume import resume_command, resumed_run
 from .runtime import resolve_device
@@ -241,13 +241,13 @@ class Run:
 def new_run(options: TrainOptions) -> tuple[Trainer, RunFiles]:
     spec = get_model_spec(options.model)
     name, recipe = resolve_recipe(options)
-    dist, device = distributed.start(resolve_device(options.device))
+    dist, device = distributed.start(resolve_device(options.device), recipe.batch_size)
     files = RunFiles.of_model(options.model, options.out)
     if files.best.is_dir():
         raise SnnError(f"--out {files.best} is a folder; give a file path such as model.pt")
     data = load_shared_data(dist, options, recipe, device, spec.normalisation)
     if dist.main:
-        prepare_folder(files.best)  # fail before training, not after it
+        files.check(options.plot)  # fail before training, not after it
     trainer = Trainer(spec, name, recipe, options, device, data, dist)
     trainer.calibrate()
     trainer.distribute()

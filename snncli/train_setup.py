@@ -14,6 +14,7 @@ from .checkpoint import DEFAULT_DIR
 from .data import Split, default_val_size, hold_out, load_split, normalise, resolve_data_dir
 from .distributed import Group
 from .errors import SnnError
+from .files import check_outputs
 from .models import ModelSpec, get_model_spec, get_recipe
 from .recipes import Recipe, RecipeError
 from .styles import style_digits
@@ -85,6 +86,11 @@ class RunFiles:
 
     def all(self) -> tuple[Path, Path, Path, Path]:
         return (self.best, self.last, self.plot, self.metrics)
+
+    def check(self, plot: bool) -> None:
+        """Say in one line, before any training, why a file of the run cannot be written."""
+        check_outputs([(self.best, "checkpoint"), (self.last, "checkpoint"),
+                       (self.metrics, "metrics file")] + ([(self.plot, "plot")] if plot else []))
 
 
 def check_run_options(options: TrainOptions) -> None:

@@ -369,7 +369,7 @@ def test_unwritable_output_is_one_line(in_tmp, tiny_mnist):
         "--test-limit",
         "20",
     )
-    assert_user_error(result, "cannot write a_file/model.pt: a_file is not a folder")
+    assert_user_error(result, "cannot write checkpoint a_file/model.pt: a_file is not a folder")
     assert sorted(p.name for p in in_tmp.iterdir()) == ["a_file"]
 
 

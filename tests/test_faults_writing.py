@@ -430,7 +430,5 @@ def test_tampered_checkpoint_through_the_library_is_refused_in_the_same_words(ml
     ckpt["config"] = {**ckpt["config"], "steps": -3, "tau": 7}
     with pytest.raises(CheckpointError) as info:
         model_from_checkpoint(ckpt)
-    assert str(info.value).splitlines() == [
-        "checkpoint config steps -3 must be from 1 to 10,000",
-        "checkpoint config tau 7 must be in (0, 1]",
-    ]
+    assert str(info.value) == (
+        "checkpoint config steps -3 must be from 1 to 10,000 (and 1 more problem)")
