@@ -13,6 +13,7 @@ CPUs; host-side agreements (stop, save) go through gloo in both cases.
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import os
 import time
@@ -171,10 +172,13 @@ def start(device: torch.device, batch_size: int | None = None) -> tuple[Group, t
 
 
 def finish() -> None:
-    """Leave the run (at the end of a process that joined one). The processes first wait for
-    each other: one that tore down its connections while another still used them (rank 0
-    writes the files and the plot after the last step) could abort in gloo's threads."""
+    """Leave the run (at the end of a process that joined one). What still holds the process
+    group (the DistributedDataParallel wrapper of a finished run, kept by reference cycles) is
+    freed first, and the processes wait for each other (rank 0 writes the files and the plot
+    after the last step): gloo's threads left to the interpreter's shutdown can abort the
+    process ("terminate called without an active exception")."""
     if dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
