@@ -60,30 +60,130 @@ def compact(ckpt: dict, source: str, dtype: str = STORED_DTYPE) -> dict:
     return kept | stored
 
 
+BUNDLED = "bundled"  # `--checkpoint bundled`: the weights that ship with snncli
+
+
 def choose_checkpoint(path: str | Path | None, model: str | None = None,
                       folder: Path = DEFAULT_DIR) -> tuple[Path, str]:
-    """(checkpoint, why): the given path; else the newest checkpoint in `folder` (of `model`,
-    when given); else the bundled weights of `model` (default csnn)."""
+    """(checkpoint, why it was chosen), in this order:
+
+    1. the path given (a `.last.pt` of an unfinished run too: it was asked for by name);
+    2. `bundled`: the weights that ship with snncli, of `model` (default csnn);
+    3. the newest checkpoint in `folder` (of `model`, when given) of a finished run: a run's
+       best checkpoint before its `.last.pt`; a run that stopped before its last epoch (its
+       `.last.pt` says so) is passed over, its best checkpoint included;
+    4. the bundled weights of `model`.
+    """
+    name = model or "csnn"
+    if path is not None and str(path) == BUNDLED:
+        return _bundled(name), f"using the bundled {name} weights (--checkpoint bundled)"
     if path:
         return Path(path), f"using {path}"
-    for newest in saved_checkpoints(folder):  # of the asked-for model, when one is named
-        if model is None or _model_of(newest) == model:
-            return newest, f"using {newest}, the newest checkpoint in {folder}/"
-    name = model or "csnn"
-    bundled = bundled_path(name)
-    if not bundled.is_file():
-        raise CheckpointError(
-            f"no checkpoint in {folder}/ and no bundled {name} weights: train one with "
-            f"'snn train --model {name}' or pass a checkpoint path"
-        )
+    passed: list[str] = []  # checkpoints of unfinished runs, newest first
+    for candidate in _run_checkpoints(folder):
+        if model is not None and _model_of(candidate) != model:
+            continue
+        progress = run_state(candidate)
+        if progress and progress[0] < progress[1]:
+            run = f"{resumable_of(candidate)} ({progress[0]} of {progress[1]} epochs)"
+            passed += [run] if run not in passed else []  # a run once: by its .last.pt
+            continue
+        what = ("the best checkpoint of the newest finished run" if progress and
+                _is_best(candidate) else "the newest finished checkpoint" if progress else
+                "the newest checkpoint")
+        return candidate, (f"using {candidate}, {what} in {folder}/{_passed_over(passed)} "
+                           f"(--checkpoint bundled: the bundled weights)")
+    bundled = _bundled(name, f"no finished checkpoint in {folder}/ and ")
+    if passed:
+        return bundled, (f"using the bundled {name} weights{_passed_over(passed)} (give one "
+                         f"with --checkpoint, or finish it with 'snn train --resume')")
     return bundled, f"using the bundled {name} weights (train your own with 'snn train')"
 
 
-def _model_of(path: Path) -> str | None:
+def _passed_over(unfinished: list[str]) -> str:
+    if not unfinished:
+        return ""
+    more = f" and {len(unfinished) - 1} more" if len(unfinished) > 1 else ""
+    return f", not the unfinished run {unfinished[0]}{more}"
+
+
+def _bundled(name: str, also: str = "") -> Path:
+    """The bundled weights of model `name`, or a CheckpointError (`also` says what else is
+    missing)."""
+    bundled = bundled_path(name)
+    if not bundled.is_file():
+        raise CheckpointError(
+            f"{also}no bundled {name} weights in this install: train one with 'snn train "
+            f"--model {name}' or pass a checkpoint path"
+        )
+    return bundled
+
+
+def _run_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints in `folder`, newest first, each run's best `<name>.pt` in the place of
+    its `<name>.last.pt` (the run's end), so that a finished run offers its best first."""
+    ordered: list[Path] = []
+    for path in saved_checkpoints(folder):
+        if path.name.endswith(".last.pt"):
+            best = path.with_name(path.name.removesuffix(".last.pt") + ".pt")
+            if best.is_file() and best not in ordered:
+                ordered.append(best)
+        if path not in ordered:
+            ordered.append(path)
+    return ordered
+
+
+def _peek(path: Path) -> dict | None:
+    """A checkpoint's fields as stored (unchecked), or None when it cannot be read."""
+    import warnings
+
+    import torch
+
     try:
-        return load_checkpoint(path)["model"]
-    except CheckpointError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
         return None
+    return ckpt if isinstance(ckpt, dict) else None
+
+
+def _model_of(path: Path) -> str | None:
+    ckpt = _peek(path)
+    model = ckpt.get("model") if ckpt else None
+    return model if isinstance(model, str) else None
+
+
+def _is_best(path: Path) -> bool:
+    ckpt = _peek(path)
+    metrics = ckpt.get("metrics") if ckpt else None
+    return isinstance(metrics, dict) and metrics.get("checkpoint") == "best"
+
+
+def run_progress(ckpt: dict) -> tuple[int, int] | None:
+    """(epochs done, epochs planned) of the run a resumable checkpoint (one holding its
+    training state) saved; None for any other checkpoint."""
+    recipe, done = ckpt.get("recipe"), ckpt.get("epoch")
+    if "training_state" not in ckpt or not isinstance(recipe, dict):
+        return None
+    planned = recipe.get("epochs")
+    if not (isinstance(done, int) and isinstance(planned, int)):
+        return None
+    return done, planned
+
+
+def resumable_of(path: Path) -> Path:
+    """The resumable checkpoint of the run that wrote checkpoint `path` (`x.pt`: `x.last.pt`)."""
+    return path if path.name.endswith(".last.pt") else path.with_name(path.stem + ".last.pt")
+
+
+def run_state(path: Path) -> tuple[int, int] | None:
+    """(epochs done, epochs planned) of the run that wrote checkpoint `path`, as its resumable
+    checkpoint (`path` itself, or the `.last.pt` beside a best checkpoint) says; None when
+    nothing says (no `.last.pt`, or one that cannot be read)."""
+    last = resumable_of(path)
+    ckpt = _peek(last) if last.is_file() else None
+    return run_progress(ckpt) if ckpt else None
 
 
 def expanded(ckpt: dict) -> dict:
