@@ -95,7 +95,8 @@ def test_the_newest_checkpoint_is_chosen_else_the_bundled_weights(mlp_checkpoint
                                                                   monkeypatch):
     monkeypatch.setattr(pretrained, "BUNDLED_DIR", tmp_path / "bundled")
     folder = tmp_path / "checkpoints"
-    with pytest.raises(CheckpointError, match="no finished checkpoint in .* and no bundled csnn weights"):
+    with pytest.raises(CheckpointError,
+                       match="no finished checkpoint in .* and no bundled csnn weights"):
         pretrained.choose_checkpoint(None, folder=folder)
     (tmp_path / "bundled").mkdir()
     shutil.copy(mlp_checkpoint, tmp_path / "bundled" / "mlp.pt")
