@@ -60,7 +60,7 @@ def test_figure_is_one_png_row_per_image(mlp_checkpoint, tiny_mnist, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"written to {figure}" in " ".join(result.output.split())
     with Image.open(figure) as image:
-        assert image.format == "PNG" and image.size == figure_size(2) == (1200, 530)
+        assert image.format == "PNG" and image.size == figure_size(2) == (1200, 480)
     sampled = tmp_path / "sampled.png"
     result = run("predict", "--sample", 5, "--data-dir", tiny_mnist, "-c", mlp_checkpoint,
                  "--figure", sampled, "--json")
