@@ -365,6 +365,10 @@ def train_command(
     Writes the best checkpoint (on held-out validation images), the last one (resumable), a
     metrics file and a plot. Ctrl-C or SIGTERM stops after the current iteration and saves
     the run, which --resume continues."""
+    if nproc is not None and nproc > 1:
+        from .launch import quiet_native_logs
+
+        quiet_native_logs()  # before torch loads: the launcher hosts the run's c10d store
     from .train import TrainOptions
 
     if resume:
