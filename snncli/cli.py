@@ -614,7 +614,7 @@ class _PredictionReport:
         self.kept: list = []
         self.failed = self.predicted = 0
         self.right: int | None = None  # of the predictions whose true digit is known
-        self.tables = tables or as_json  # False: a row each, None: not known yet
+        self.tables = tables or as_json  # a table each, asked for (or decided at the end)
         self.compact = False
         self.waiting: list = []  # the first inputs, until they are known to be few or many
         self.name_width, self.header_shown = 0, False
