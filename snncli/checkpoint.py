@@ -432,6 +432,43 @@ def model_from_checkpoint(ckpt: Checkpoint | dict, device: str | torch.device = 
     return ckpt.build_model(device)
 
 
+@dataclass(frozen=True)
+class Peek:
+    """What a checkpoint file says of itself, read without checking it (enough to choose
+    among files): any field it lacks or holds in the wrong type is None."""
+
+    model: str | None
+    role: str | None  # "best" or "last", as training saved it
+    epochs_done: int | None
+    epochs_planned: int | None  # the recipe's epochs
+    resumable: bool  # it holds a training state
+
+
+def peek_checkpoint(path: str | Path) -> Peek | None:
+    """A quick look at checkpoint `path` (its tensors are mapped, not read); None when it
+    cannot be read as a checkpoint file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    if not isinstance(raw, dict):
+        return None
+
+    def typed(value: Any, kind: type) -> Any:
+        return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+    metrics, recipe = raw.get("metrics"), raw.get("recipe")
+    return Peek(
+        model=typed(raw.get("model"), str),
+        role=typed(metrics.get("checkpoint"), str) if isinstance(metrics, dict) else None,
+        epochs_done=typed(raw.get("epoch"), int),
+        epochs_planned=typed(recipe.get("epochs"), int) if isinstance(recipe, dict) else None,
+        resumable="training_state" in raw,
+    )
+
+
 def saved_checkpoints(folder: str | Path = DEFAULT_DIR) -> list[Path]:
     """The .pt files in `folder`, newest first (a sub-folder named *.pt is no checkpoint)."""
     folder = Path(folder)

@@ -27,8 +27,19 @@ from .choices import BACKENDS, DEVICES, PRECISIONS
 from .errors import SnnError, SnnWarning
 from .recipes import recipe_fields
 
-out = Console()
-err = Console(stderr=True)
+
+class LogConsole(Console):
+    """Rich's console, except that written to a file or pipe (a log, CI, `| tee`) a line of
+    text is never wrapped: Rich would wrap it at 80 columns there. Tables keep their layout."""
+
+    def print(self, *objects, soft_wrap: bool | None = None, **kwargs) -> None:
+        if soft_wrap is None:
+            soft_wrap = not self.is_terminal
+        super().print(*objects, soft_wrap=soft_wrap, **kwargs)
+
+
+out = LogConsole()
+err = LogConsole(stderr=True)
 
 
 @contextmanager
@@ -112,9 +123,36 @@ app = typer.Typer(
     cls=SnnGroup,
     help="Train, evaluate and run spiking neural networks on handwritten digits.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def package_version() -> str:
+    """snncli's version as installed (package metadata), without importing torch."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("snncli")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from . import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"snncli {package_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """Train, evaluate and run spiking neural networks on handwritten digits."""
 
 
 
@@ -132,14 +170,26 @@ def positive(value: float | None) -> float | None:
     return value
 
 
+MAX_SEED = 2**63 - 1  # torch's generators take seeds up to this
+
+
+def seed_range(value: int | None) -> int | None:
+    """Option callback: a seed torch accepts. Checked here rather than by `max=`, which would
+    print the 19-digit bound in the help."""
+    if value is not None and value > MAX_SEED:
+        raise typer.BadParameter(f"{value} is above the largest seed, {MAX_SEED}")
+    return value
+
+
 # Options shared by several commands, declared once.
-CheckpointOption = typer.Option(
-    None, "--checkpoint", "-c",
-    help="Default: the newest in checkpoints/, else the bundled weights.",
+CHECKPOINT_HELP = (
+    "A checkpoint file, or 'bundled' for the weights that ship with snncli. Default: the "
+    "newest checkpoint of a finished run in checkpoints/, else the bundled weights."
 )
+CheckpointOption = typer.Option(None, "--checkpoint", "-c", help=CHECKPOINT_HELP)
 ModelOption = typer.Option(
-    None, "--model", "-m", help="Without --checkpoint: the newest checkpoint of this model in "
-    "checkpoints/, else its bundled weights (default: csnn).",
+    None, "--model", "-m", help="Without a checkpoint file: the newest finished checkpoint of "
+    "this model in checkpoints/, else its bundled weights (default: csnn).",
 )
 DataDirOption = typer.Option(
     None,
@@ -161,6 +211,7 @@ Device = Literal[DEVICES]
 Backend = Literal[BACKENDS]
 Precision = Literal[PRECISIONS]
 RECIPE_PANEL = "Recipe settings (default: the recipe's)"
+COMPACT_AFTER = 3  # `snn predict` of more images: one row each, not a table each
 
 
 def with_recipe_options(command):
@@ -189,12 +240,13 @@ def with_recipe_options(command):
 def models_command() -> None:
     """List the registered models and their training recipes."""
     from .models import create_model, get_model_spec, list_models
+    from .pretrained import bundled_models
     from .recipes import SETTINGS
 
     table = Table(title="Registered models")
-    for column in ("name", "parameters", "time steps", "summary"):
+    for column in ("name", "parameters", "time steps*", "summary"):
         table.add_column(
-            column, justify="right" if column in ("parameters", "time steps") else "left"
+            column, justify="right" if column in ("parameters", "time steps*") else "left"
         )
     recipe_tables = []
     for name in list_models():
@@ -220,9 +272,13 @@ def models_command() -> None:
             recipes.add_row(label, *values)
         recipe_tables.append(recipes)
     out.print(table)
+    out.print("[dim]* of the default recipe (each recipe's below; a checkpoint runs its own)[/]",
+              highlight=False)
     for recipes in recipe_tables:
         out.print(recipes)
     out.print(_bundled_table())
+    if bundled_models():
+        out.print(f"[dim]{BUNDLED_FIGURES}[/]", highlight=False)
 
 
 def _bundled_table():
@@ -233,9 +289,11 @@ def _bundled_table():
     names = bundled_models()
     if not names:
         return "[dim]no bundled weights in this install: train a model with 'snn train'[/]"
-    table = Table(title="Bundled weights (used when no checkpoint is given)")
-    for column in ("model", "recipe", "MNIST test accuracy", "user digits", "size", "file"):
-        table.add_column(column)
+    table = Table(title="Bundled weights (used when no checkpoint is given, or --checkpoint "
+                  "bundled)")
+    for column in ("model", "recipe", "time steps", "MNIST test (fp32)", "user digits", "size"):
+        table.add_column(column, justify="left" if column in ("model", "recipe") else "right")
+    table.add_column("file", overflow="fold")
     for name in names:
         path = bundled_path(name)
         ckpt = load_checkpoint(path)
@@ -243,9 +301,20 @@ def _bundled_table():
         mnist = figures.test_accuracy_after if figures else None
         mnist = ckpt.metrics.test_accuracy if mnist is None else mnist
         users = figures.user_digits_accuracy if figures else None
-        table.add_row(name, ckpt.recipe_name or "-", _percent(mnist),
+        table.add_row(name, ckpt.recipe_name or "-", str(ckpt.steps), _percent(mnist),
                       _percent(users), f"{path.stat().st_size / 1e6:.1f} MB", str(path))
     return table
+
+
+# Why the same bundled weights read differently in `snn models`, `snn evaluate` and its "as
+# trained" row.
+BUNDLED_FIGURES = (
+    "MNIST test is the figure recorded when the weights were bundled (fp32, all 10,000 "
+    "images); 'snn evaluate' scores them again in this CPU's precision (bf16 where it has "
+    "native bf16, which moves a few of the 10,000 images), and its 'as trained' row is "
+    "training's own figure, made in bf16 before the weights were stored as int8 and, for the "
+    "bundled csnn, while spike-count ties still went to the lower digit."
+)
 
 
 def _percent(share: float | None) -> str:
@@ -268,7 +337,9 @@ def train_command(
     recipe: str = typer.Option(
         None, "--recipe", "-r", help="Named training recipe (default: the model's default)."
     ),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1),
+    seed: int = typer.Option(0, "--seed", min=0, callback=seed_range,
+                             help="Random seed of the run (initialisation, batch order, "
+                             "held-out images)."),
     device: Device = DeviceOption,
     data_dir: Path = DataDirOption,
     out_path: Path = typer.Option(
@@ -307,8 +378,15 @@ def train_command(
     ),
     **overrides,
 ) -> None:
-    """Train a model on MNIST; saves best and last checkpoints, a metrics file and a plot.
-    Ctrl-C or SIGTERM saves the run, which --resume continues."""
+    """Train a model on MNIST; Ctrl-C saves the run for --resume.
+
+    Writes the best checkpoint (on held-out validation images), the last one (resumable), a
+    metrics file and a plot. Ctrl-C or SIGTERM stops after the current iteration and saves
+    the run, which --resume continues."""
+    if nproc is not None and nproc > 1:
+        from .launch import quiet_native_logs
+
+        quiet_native_logs()  # before torch loads: the launcher hosts the run's c10d store
     from .train_setup import TrainOptions
 
     if resume:
@@ -376,8 +454,10 @@ def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
 
 @app.command("evaluate")
 def evaluate_command(
-    checkpoint: Path = typer.Argument(
-        None, help="Default: the newest checkpoint in checkpoints/, else the bundled weights."
+    checkpoint: Path = typer.Argument(None, help=CHECKPOINT_HELP, show_default=False),
+    checkpoint_option: Path = typer.Option(
+        None, "--checkpoint", "-c", help="The same as the CHECKPOINT argument (as in 'snn "
+        "predict').",
     ),
     model: str = ModelOption,
     data_dir: Path = DataDirOption,
@@ -395,18 +475,21 @@ def evaluate_command(
     ),
     plot: Path = typer.Option(None, "--plot", help="Write confusion matrix (+ sweep) PNG."),
 ) -> None:
-    """Score a checkpoint on the MNIST test set."""
+    """Score a checkpoint on the MNIST test set.
+
+    CHECKPOINT (or --checkpoint) is a checkpoint file or 'bundled'; without one, the newest
+    checkpoint of a finished run in checkpoints/, else the bundled weights."""
     from .evaluate import evaluate_checkpoint, parse_steps_list
     from .files import check_writable
     from .ui import evaluation_tables
 
+    if checkpoint and checkpoint_option and checkpoint != checkpoint_option:
+        raise typer.BadParameter(
+            f"two checkpoints given ({checkpoint} and --checkpoint {checkpoint_option}): give one"
+        )
     if plot:
         check_writable(plot, "plot")  # before the work, not after it
-    from .pretrained import choose_checkpoint
-
-    chosen, why = choose_checkpoint(checkpoint, model)
-    if checkpoint is None:
-        (err if as_json else out).print(f"[dim]{escape(why)}[/]", highlight=False)
+    chosen = _choose(checkpoint or checkpoint_option, model, as_json)
     report = evaluate_checkpoint(
         chosen, data_dir=data_dir, device=device, batch_size=batch_size, limit=limit,
         steps=steps, backend=backend, precision=precision,
@@ -417,8 +500,10 @@ def evaluate_command(
                    **report.result.to_dict()}
         print(json.dumps(summary | ({"steps_sweep": report.sweep} if report.sweep else {})))
     else:
-        for table in evaluation_tables(report):
-            out.print(table)
+        for i, part in enumerate(evaluation_tables(report)):
+            if i and isinstance(part, Table):
+                out.print()  # a blank line before each table: its title stands with it
+            out.print(part)
     if plot:  # after the results are shown: a failed write loses none of them
         from .plots import plot_evaluation
 
@@ -439,7 +524,8 @@ def predict_command(
         None, "--sample", min=1, help="Classify N random MNIST test images (found as for "
         "training: --data-dir, SNN_DATA_DIR or the download cache), each beside its true digit.",
     ),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Which --sample images."),
+    seed: int = typer.Option(0, "--seed", min=0, callback=seed_range,
+                             help="Which --sample images."),
     data_dir: Path = DataDirOption,
     device: Device = DeviceOption,
     steps: int = typer.Option(
@@ -452,20 +538,25 @@ def predict_command(
         "output per class and the output over time.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of tables."),
+    tables: bool = typer.Option(
+        False, "--tables", "--verbose", help=f"A table of the output per class for every "
+        f"image (the default up to {COMPACT_AFTER} images; past that, one row each).",
+    ),
     precision: Precision = PrecisionOption,
 ) -> None:
-    """Classify your own digit images (or MNIST test images with --sample) and show the output
-    spikes per class.
+    """Classify digit images (yours, or MNIST's with --sample).
 
-    Every input that cannot be read (or holds no digit) is one error line; the others are
-    still classified. Exit code 0 when every input was classified, 1 when any failed."""
+    Shows the output spikes per class of each image (a table each for up to 3 images, one
+    row each for more; --tables for tables). Every input that cannot be read (or holds no
+    digit) is one error line; the others are still classified. Exit code 0 when every input
+    was classified, 1 when any failed."""
     import sys
 
     from .figures import MAX_ROWS
     from .files import check_writable
     from .predict import RASTER_IMAGES, predict_files, predict_samples
     from .runtime import resolve_device
-    from .ui import summary_table
+    from .ui import summary_counts, summary_table
 
     if (sample is None) == (not images):
         raise typer.BadParameter("give image files, folders or patterns, or --sample N (not both)")
@@ -484,9 +575,12 @@ def predict_command(
                   f"{net.precision}", style="dim", highlight=False)
     spikes = net.output_is_spikes
     keep = max(RASTER_IMAGES if raster else 0, MAX_ROWS if figure else 0)
-    report = _PredictionReport(spikes, as_json, show, keep)
+    report = _PredictionReport(spikes, as_json, show, keep, tables)
     report.print_all(results)
-    if not as_json and len(report.rows) > 1:
+    if not as_json and report.compact:
+        counts = summary_counts(report.predicted, report.failed, report.right)
+        out.print(f"[bold]Summary:[/] {counts}", highlight=False)
+    elif not as_json and len(report.rows) > 1:
         out.print(summary_table(report.rows, report.failed, report.right))
     if raster and report.kept:
         _write_raster(report, raster, spikes, as_json)
@@ -496,16 +590,21 @@ def predict_command(
         raise typer.Exit(1)
 
 
-def _chosen_checkpoint(path: Path | None, model: str | None, quiet_stdout: bool) -> dict:
-    """The checkpoint given, else the newest in checkpoints/, else the bundled weights; which
-    one, in one line (on stderr when stdout carries JSON)."""
+def _chosen_checkpoint(path: Path | None, model: str | None, quiet_stdout: bool):
     from .checkpoint import load_checkpoint
-    from .pretrained import choose_checkpoint
+
+    return load_checkpoint(_choose(path, model, quiet_stdout))
+
+
+def _choose(path: Path | None, model: str | None, quiet_stdout: bool) -> Path:
+    """The checkpoint file to use (snncli/choice.py); unless a file was named, which one and
+    why, in one dim line (on stderr when stdout carries JSON)."""
+    from .choice import BUNDLED, choose_checkpoint
 
     chosen, why = choose_checkpoint(path, model)
-    if path is None:
+    if path is None or str(path) == BUNDLED:
         (err if quiet_stdout else out).print(f"[dim]{escape(why)}[/]", highlight=False)
-    return load_checkpoint(chosen)
+    return chosen
 
 
 def _write_raster(report, raster: Path, spikes: bool, as_json: bool) -> None:
@@ -534,16 +633,21 @@ def _write_figure(report, figure: Path, spikes: bool, as_json: bool, originals: 
 
 
 class _PredictionReport:
-    """Prints each prediction as it comes (its table, or an element of one JSON array) and
-    each failure as an error line, keeping only what comes after: summary rows and the
-    predictions the raster draws."""
+    """Prints each prediction as it comes (its table, its row, or an element of one JSON
+    array) and each failure as an error line, keeping only what comes after: summary rows and
+    the predictions the raster draws. Up to COMPACT_AFTER inputs get a table each; past that,
+    one row each (unless `tables`): the first ones wait until it is known which."""
 
-    def __init__(self, spikes: bool, as_json: bool, show: bool, keep: int):
+    def __init__(self, spikes: bool, as_json: bool, show: bool, keep: int, tables: bool = False):
         self.spikes, self.as_json, self.show, self.keep = spikes, as_json, show, keep
         self.rows: list[tuple[str, str, str, str]] = []
         self.kept: list = []
         self.failed = self.predicted = 0
         self.right: int | None = None  # of the predictions whose true digit is known
+        self.tables = tables or as_json  # a table each, asked for (or decided at the end)
+        self.compact = False
+        self.waiting: list = []  # the first inputs, until they are known to be few or many
+        self.name_width, self.header_shown = 0, False
 
     def print_all(self, results) -> None:
         import sys
@@ -557,12 +661,15 @@ class _PredictionReport:
             if self.as_json:
                 sys.stdout.write("]\n")
                 sys.stdout.flush()
+            else:
+                self.tables = not self.compact
+                self._show_waiting()
 
     def add(self, item) -> None:
         import sys
 
         from .predict import Failure
-        from .ui import prediction_table, render_digit, summary_row
+        from .ui import summary_row
 
         if self.as_json:
             first = self.predicted + self.failed == 0
@@ -572,13 +679,33 @@ class _PredictionReport:
         if isinstance(item, Failure):
             self.failed += 1
             print_error(item.error)
+        else:
+            self.predicted += 1
+            if item.label is not None:
+                self.right = (self.right or 0) + (item.label == item.prediction)
+            if len(self.kept) < self.keep:
+                self.kept.append(item)
+        if self.as_json:
             return
-        self.predicted += 1
-        if item.label is not None:
-            self.right = (self.right or 0) + (item.label == item.prediction)
-        if len(self.kept) < self.keep:
-            self.kept.append(item)
-        if not self.as_json:
-            if self.show:
+        self.waiting.append(item)
+        if not self.tables and not self.compact and len(self.waiting) > COMPACT_AFTER:
+            self.compact = True
+            self.name_width = min(40, max(len(i.path) for i in self.waiting))
+        if self.tables or self.compact:
+            self._show_waiting()
+
+    def _show_waiting(self) -> None:
+        from .predict import Failure
+        from .ui import compact_header, compact_row, prediction_table, render_digit
+
+        if self.compact and self.waiting and not self.header_shown:
+            out.print(compact_header(self.name_width), highlight=False)
+            self.header_shown = True
+        for item in self.waiting:
+            if self.show and not isinstance(item, Failure):
                 out.print(render_digit(item.image))
-            out.print(prediction_table(item, self.spikes))
+            if self.compact:
+                out.print(compact_row(item, self.name_width), highlight=False)
+            elif not isinstance(item, Failure):
+                out.print(prediction_table(item, self.spikes))
+        self.waiting.clear()

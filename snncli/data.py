@@ -1,4 +1,4 @@
-"""MNIST as uint8 tensors in memory: read from a folder of IDX files or downloaded by torchvision.
+"""MNIST as uint8 tensors in memory: read from a folder of IDX files, or downloaded once.
 
 The whole set is 55 MB, so it is held as one tensor and batched by index: much faster than a
 per-image DataLoader, and it can live on the GPU.
@@ -105,23 +105,105 @@ def default_cache_dir() -> Path:
     return Path(base) / "snncli"
 
 
-def _download(root: Path) -> Path:
-    """Let torchvision fetch MNIST into the cache; one clear line if that fails (offline)."""
-    from torchvision.datasets import MNIST
+# Where torchvision downloads MNIST from, and the MD5 of each file it expects.
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+DOWNLOAD_TIMEOUT = 15.0  # seconds a mirror may keep silent (connecting, or between bytes)
 
+
+def _fetch(url: str, timeout: float) -> bytes:
+    """The body of `url` (one try; urllib's errors as they come)."""
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "snncli"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def _no_network(exc: BaseException) -> bool:
+    """Whether a failed request says this machine has no network at all (no name lookup, no
+    route): then no other mirror is tried."""
+    import errno
+    import socket
+
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, socket.gaierror):
+        return True
+    return isinstance(reason, OSError) and reason.errno in (
+        errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN
+    )
+
+
+def _why(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    text = getattr(reason, "strerror", None) or str(reason)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _fetch_checked(name: str, md5: str) -> bytes:
+    """One MNIST file from the first mirror that has it intact, each mirror tried once;
+    offline, the first failure ends the search."""
+    import hashlib
+
+    reasons = []
+    for mirror in MNIST_MIRRORS:
+        try:
+            data = _fetch(mirror + name, DOWNLOAD_TIMEOUT)
+        except Exception as exc:  # urllib's errors come in many types
+            if _no_network(exc):
+                raise DataError(_download_failed(f"no network: {_why(exc)}")) from None
+            reasons.append(_why(exc))
+            continue
+        if hashlib.md5(data).hexdigest() == md5:
+            return data
+        reasons.append(f"{name} arrived damaged")
+    raise DataError(_download_failed("; ".join(dict.fromkeys(reasons)))) from None
+
+
+def _download_failed(reason: str) -> str:
+    names = ", ".join(n for pair in SPLIT_FILES.values() for n in pair)
+    return (f"MNIST could not be downloaded ({reason}): pass --data-dir DIR, or set "
+            f"{DATA_DIR_ENV}, to a folder with {names} (.gz or not)")
+
+
+def _download(root: Path) -> Path:
+    """Download MNIST's four files into `root`/MNIST/raw (torchvision's layout), each checked
+    against its MD5 and written whole or not at all. A failure is one short line, at the
+    first file that cannot be had; it leaves no folder it created empty (the files already
+    downloaded stay, for the next try)."""
+    from .files import atomic_write
+
+    raw = root / "MNIST" / "raw"
+    created = [folder for folder in (raw, *raw.parents) if not folder.exists()]  # deepest first
     try:
-        for train in (True, False):
-            MNIST(str(root), train=train, download=True)
-    except Exception as exc:  # network errors come in many types
-        reason = " ".join(str(exc).split())  # torchvision's message spans several lines
-        raise DataError(
-            needed_files_message(None) + f" (download into {root} failed: {reason})"
-        ) from None
-    return root / "MNIST" / "raw"
+        for name, md5 in MNIST_MD5.items():
+            if (raw / name).is_file():
+                continue
+            data = _fetch_checked(name, md5)
+            raw.mkdir(parents=True, exist_ok=True)
+            atomic_write(raw / name, lambda tmp, data=data: Path(tmp).write_bytes(data),
+                         "MNIST file")
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()  # only an empty one
+            except OSError:
+                break
+        raise
+    return raw
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """The folder to read from: the option, else $SNN_DATA_DIR, else a torchvision download."""
+    """The folder to read from: the option, else $SNN_DATA_DIR, else the download cache
+    (filled on first use)."""
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or None
     if data_dir is None:

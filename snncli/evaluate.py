@@ -179,8 +179,8 @@ def evaluate_checkpoint(
     """Score a checkpoint (default: the newest in checkpoints/, else the bundled csnn) on
     MNIST's test split."""
     from .checkpoint import load_checkpoint
+    from .choice import choose_checkpoint
     from .data import load_split
-    from .pretrained import choose_checkpoint
     from .runtime import resolve_device, tune_for_device
 
     path = choose_checkpoint(path)[0]

@@ -32,6 +32,20 @@ class LaunchError(SnnError):
         self.exit_code = exit_code
 
 
+NATIVE_LOG_LEVEL = "TORCH_CPP_LOG_LEVEL"  # read by torch's C++ code once, as torch loads
+
+
+def quiet_native_logs() -> None:
+    """Keep torch's C++ code (the c10d store, gloo) from printing to stderr in this process and
+    in the processes it starts from now on: call before torch is imported. Its messages bypass
+    Python's logging: on a busy machine a store connection that times out and is retried
+    prints an error and a warning line, though the run goes on, beside the one line that says
+    how a run ended. Failures still reach Python as exceptions, which that line reports.
+    TORCH_CPP_LOG_LEVEL set by the user, or SNN_DEBUG, leaves them printed."""
+    if not os.environ.get("SNN_DEBUG"):
+        os.environ.setdefault(NATIVE_LOG_LEVEL, "FATAL")
+
+
 def train_in_processes(options, nproc: int, entry: Callable) -> None:
     """Run `entry(options)` (which trains: `snncli.train.train` with whatever shows its
     progress) in `nproc` local processes of one run. Returns when all finished; raises a
@@ -42,6 +56,7 @@ def train_in_processes(options, nproc: int, entry: Callable) -> None:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     _check_before_launch(options, nproc)
+    quiet_native_logs()  # for the processes started below (this one may have loaded torch)
     # Each process computes on its share of the cores (torchrun would set 1 thread).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     started = time.time()

@@ -84,7 +84,7 @@ class TrainProgress:
             f"{resumed}training on [bold]{where}[/] ({event['precision']}) with "
             f"{describe_recipe(event['recipe_name'], event['recipe'])}; "
             f"{images['train']:,} training images{held}",
-            highlight=False,
+            highlight=False, soft_wrap=not self.live,
         )
         self.total, self.done_at_start = event["total"], event["done"]
         self.seconds_at_start = event["train_seconds"]  # a resumed run's clock goes on
@@ -117,7 +117,7 @@ class TrainProgress:
             f"iteration {e['iteration']:,}/{self.total:,} epoch {e['epoch']}: "
             f"loss {e['loss']:.4f}, accuracy {e['acc']:.2%}, {e['speed']:,.0f} img/s, "
             f"ETA {_duration(left)}",
-            highlight=False,
+            highlight=False, soft_wrap=True,  # one line in a log, however long
         )
         self.last_line = self.clock()
 
@@ -132,7 +132,7 @@ class TrainProgress:
         self.console.print(
             f"epoch {event['epoch']} iteration {event['iteration']}: {val}"
             f"test accuracy [bold]{100 * event['test_accuracy']:.2f}%[/]{mark}",
-            highlight=False,
+            highlight=False, soft_wrap=not self.live,
         )
 
 
@@ -174,7 +174,20 @@ def which_checkpoint(metrics) -> str:
     return "best on the test set (an older snncli chose so)"
 
 
-def evaluation_tables(report) -> list[Table]:
+def bundled_figures_note(precision: str) -> str:
+    """Why the bundled weights read three figures: this run's, the one recorded when they were
+    bundled, and training's own."""
+    return (
+        f"The same weights, three figures: this run in {precision}, the one recorded when they "
+        "were bundled in fp32 (bf16 moves a few of 10,000 images), and training's own, made in "
+        "bf16 before the weights were stored as int8 and, for the bundled csnn, while "
+        "spike-count ties still went to the lower digit."
+    )
+
+
+def evaluation_tables(report) -> list:
+    """The summary (and, for bundled weights, why its figures differ), the activity tables,
+    accuracy per digit and the confusion matrix: to print one after another."""
     path, ckpt, result, sweep_rows = report.path, report.checkpoint, report.result, report.sweep
     summary = Table(title=f"Evaluation of {path}", show_header=False)
     summary.add_row("model", ckpt.model)
@@ -184,6 +197,10 @@ def evaluation_tables(report) -> list[Table]:
     summary.add_row("accuracy", f"[bold]{100 * result.accuracy:.2f}%[/] ({result.correct:,} right)")
     trained = ckpt.metrics
     summary.add_row("checkpoint", which_checkpoint(trained))
+    figures = ckpt.bundled
+    if figures is not None and figures.test_accuracy_after is not None:  # as `snn models`
+        summary.add_row("recorded when bundled",
+                        f"{100 * figures.test_accuracy_after:.2f}% (fp32, 'snn models')")
     if trained.test_accuracy is not None:  # what training reported: a precision gap shows
         images = f"{trained.test_images:,} images, " if trained.test_images is not None else ""
         summary.add_row(
@@ -197,20 +214,18 @@ def evaluation_tables(report) -> list[Table]:
         summary.add_row("synaptic operations per image", f"{result.synops_per_image:,.0f}")
         summary.add_row("first-layer MACs per image", f"{result.dense_macs_per_image:,}")
     tables = [summary]
+    if figures is not None and figures.test_accuracy_after is not None:
+        tables.append(Text(bundled_figures_note(result.precision), style="dim"))
     if result.firing_rates:
-        rates = Table(
-            title="Firing rate per layer", caption="spikes per neuron per step", min_width=34
-        )
+        rates = Table(title="Firing rate per layer")
         rates.add_column("layer")
-        rates.add_column("rate", justify="right")
+        rates.add_column("spikes per neuron per step", justify="right")
         rates.add_column("decay", justify="right")
         for name, rate in result.firing_rates.items():
             rates.add_row(name, f"{rate:.4f}", f"{result.decays[name]:.3f}")
         tables.append(rates)
     if sweep_rows:
-        sweep = Table(
-            title="Accuracy vs time steps", caption="same weights, re-simulated", min_width=34
-        )
+        sweep = Table(title="Accuracy vs time steps (same weights)", min_width=40)
         sweep.add_column("steps", justify="right")
         sweep.add_column("accuracy", justify="right")
         for row in sweep_rows:
@@ -284,20 +299,46 @@ def summary_row(item) -> tuple[str, str, str, str]:
     )
 
 
+def summary_counts(predicted: int, failed: int = 0, right: int | None = None) -> str:
+    """How many were predicted and failed, and the accuracy when the true digits are known
+    (`right` of the predicted)."""
+    counts = f"{predicted} predicted" + (f", {failed} failed" if failed else "")
+    if right is not None and predicted:
+        counts += f"; {right} right: accuracy {100 * right / predicted:.1f}%"
+    return counts
+
+
 def summary_table(rows: list[tuple[str, str, str, str]], failed: int = 0,
                   right: int | None = None) -> Table:
     """One row per input in order (`summary_row`); the caption counts the predicted and the
     `failed`, and the accuracy when the true digits are known (`right` of them)."""
-    predicted = len(rows) - failed
-    caption = f"{predicted} predicted" + (f", {failed} failed" if failed else "")
-    if right is not None and predicted:
-        caption += f"; {right} right: accuracy {100 * right / predicted:.1f}%"
+    caption = summary_counts(len(rows) - failed, failed, right)
     table = Table(title="Summary", caption=caption)
     for column in ("image", "prediction", "confidence", "runner-up"):
         table.add_column(column)
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def compact_header(name_width: int) -> str:
+    """The header of `compact_row`s."""
+    return f"[bold]{'image':<{name_width}}  true  pred  confidence[/]"
+
+
+def compact_row(item, name_width: int) -> str:
+    """One line for one input (a Prediction or a Failure): its name, the true digit when
+    known, the prediction and its confidence, ✓ or ✗, and the runner-up when it came close."""
+    name = escape(item.path.ljust(name_width))
+    if getattr(item, "error", None) is not None:
+        return f"{name}  [red]failed[/]"
+    true = "-" if item.label is None else str(item.label)
+    line = f"{name}  {true:>4}  {item.prediction:>4}  {100 * item.confidence:>9.0f}%"
+    if item.label is not None:
+        line += "  [green]✓[/]" if item.label == item.prediction else "  [red]✗[/]"
+    if item.confidence - item.runner_up_confidence < 0.2:
+        line += f"  runner-up {item.runner_up} ({100 * item.runner_up_confidence:.0f}%)"
+    return line
 
 
 def render_digit(image, threshold: int = 80) -> Text:

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-REAL_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+# The real MNIST for the slow tests: $SNN_TEST_MNIST, else ../shared/data/mnist beside the clone.
+REAL_MNIST_ENV = "SNN_TEST_MNIST"
+DEFAULT_REAL_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+
+
+def real_mnist_folder() -> Path:
+    return Path(os.environ.get(REAL_MNIST_ENV) or DEFAULT_REAL_MNIST).expanduser().resolve()
+
+
 # The maintainers' scripts (tools/bundle_weights.py) are tested too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
@@ -101,11 +109,20 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test that uses the real MNIST is `slow` (`pytest -m "not slow"` leaves it out)."""
+    for item in items:
+        if "real_mnist" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def real_mnist() -> Path:
-    path = REAL_MNIST.resolve()
+    """The real MNIST's folder (its four .gz files): $SNN_TEST_MNIST, else ../shared/data/mnist;
+    the test is skipped where there is none (failed in CI, which must have it)."""
+    path = real_mnist_folder()
     if not (path / "t10k-images-idx3-ubyte.gz").is_file() and os.environ.get("CI") != "true":
-        pytest.skip("real MNIST not found at ../shared/data/mnist")
+        pytest.skip(f"real MNIST not found at {path} (set {REAL_MNIST_ENV} to its folder)")
     return path
 
 

@@ -248,7 +248,7 @@ def test_bad_checkpoints(in_tmp, monkeypatch):
     from snncli import pretrained
 
     monkeypatch.setattr(pretrained, "BUNDLED_DIR", in_tmp / "no-bundled-weights")
-    assert_user_error(run("evaluate"), "no checkpoint in checkpoints/")
+    assert_user_error(run("evaluate"), "no finished checkpoint in checkpoints/")
     bogus = in_tmp / "bogus.pt"
     bogus.write_text("not a model")
     assert_user_error(run("evaluate", bogus), "not an snncli checkpoint")

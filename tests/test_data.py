@@ -1,9 +1,14 @@
 import gzip
+import hashlib
+import socket
+import time
+import urllib.error
 
 import numpy as np
 import pytest
 import torch
 
+from snncli import data
 from snncli.data import batches, load_split, normalise
 from snncli.errors import DataError
 
@@ -88,25 +93,63 @@ def test_normalise_scales_and_standardises():
     assert x.shape == (1, 1, 1, 2) and x.flatten().tolist() == [-1.0, 1.0]
 
 
-def test_offline_download_failure_says_what_to_pass(in_tmp, monkeypatch):
-    import torchvision.datasets
+def _offline(calls):
+    def fetch(url, timeout):
+        calls.append(url)
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
 
-    def offline(*args, **kwargs):
-        raise RuntimeError(  # torchvision's message when every mirror fails spans lines
-            "Error downloading train-images-idx3-ubyte.gz:\nTried https://mirror/, got:\n"
-            "<urlopen error [Errno -2] Name or service not known>\n"
-        )
+    return fetch
 
-    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+
+def test_offline_the_first_data_command_fails_at_once_in_a_short_line(in_tmp, monkeypatch):
+    calls = []
+    monkeypatch.setattr(data, "_fetch", _offline(calls))
+    start = time.monotonic()
     with pytest.raises(DataError) as info:
         load_split("train")  # no --data-dir, no SNN_DATA_DIR: try the download
+    assert time.monotonic() - start < 2.0  # one try, no retries (the network is not there)
+    assert len(calls) == 1, calls
     message = str(info.value)
-    assert "--data-dir" in message and "SNN_DATA_DIR" in message
-    assert "download into" in message and str(in_tmp / "cache") in message
-    assert "\n" not in message and "got: <urlopen error" in message
+    assert "\n" not in message and len(message) < 260, message
+    assert message.startswith("MNIST could not be downloaded (no network: Name or service not")
+    assert "--data-dir DIR" in message and "SNN_DATA_DIR" in message
+    for pair in data.SPLIT_FILES.values():
+        assert all(name in message for name in pair)
+    assert not (in_tmp / "cache").exists()  # no empty cache/mnist/MNIST/raw left behind
+
+
+def test_a_failing_mirror_passes_to_the_next_and_a_download_is_kept_whole(in_tmp, monkeypatch):
+    source = make_mnist_dir(in_tmp / "source", n_train=20, n_test=10)
+    files = {p.name: p.read_bytes() for p in source.iterdir()}
+    monkeypatch.setattr(data, "MNIST_MD5", {
+        name: hashlib.md5(body).hexdigest() for name, body in files.items()
+    })
+    calls = []
+
+    def fetch(url, timeout):  # the first mirror answers 503; the second serves the files
+        calls.append(url)
+        if url.startswith(data.MNIST_MIRRORS[0]):
+            raise urllib.error.HTTPError(url, 503, "Service Unavailable", {}, None)
+        return files[url.rsplit("/", 1)[1]]
+
+    monkeypatch.setattr(data, "_fetch", fetch)
+    assert len(load_split("test")) == 10
+    raw = in_tmp / "cache" / "mnist" / "MNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(files)
+    assert len(calls) == 8  # each file: the first mirror, then the second
+    monkeypatch.setattr(data, "_fetch", _offline([]))  # cached: no network needed
+    assert len(load_split("train")) == 20
+
+
+def test_a_damaged_download_is_refused_and_nothing_is_kept(in_tmp, monkeypatch):
+    monkeypatch.setattr(data, "_fetch", lambda url, timeout: b"not MNIST")
+    with pytest.raises(DataError, match=r"could not be downloaded \(train-images-idx3-ubyte.gz "
+                       r"arrived damaged\)"):
+        load_split("test")
+    assert not (in_tmp / "cache").exists()
 
 
 def test_cached_download_is_used_without_network(in_tmp, monkeypatch):
     make_mnist_dir(in_tmp / "cache" / "mnist" / "MNIST" / "raw", n_train=20, n_test=10)
-    monkeypatch.setattr("torchvision.datasets.MNIST", None)  # would fail if called
+    monkeypatch.setattr(data, "_fetch", _offline([]))  # would fail if called
     assert len(load_split("test")) == 10

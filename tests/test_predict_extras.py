@@ -60,7 +60,7 @@ def test_figure_is_one_png_row_per_image(mlp_checkpoint, tiny_mnist, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"written to {figure}" in " ".join(result.output.split())
     with Image.open(figure) as image:
-        assert image.format == "PNG" and image.size == figure_size(2) == (1200, 530)
+        assert image.format == "PNG" and image.size == figure_size(2) == (1200, 480)
     sampled = tmp_path / "sampled.png"
     result = run("predict", "--sample", 5, "--data-dir", tiny_mnist, "-c", mlp_checkpoint,
                  "--figure", sampled, "--json")
@@ -106,9 +106,9 @@ def test_models_shows_the_bundled_weights_and_their_figures(bundled):
 
     accuracy = load_checkpoint(bundled / "mlp.pt").metrics.test_accuracy
     text = " ".join(run("models").output.split())
-    assert "Bundled weights" in text and f"mlp │ seed │ {100 * accuracy:.2f}% │ - │" in text
+    assert "Bundled weights" in text and f"mlp │ seed │ 6 │ {100 * accuracy:.2f}% │ - │" in text
     ckpt = load_checkpoint(bundled / "mlp.pt")
     ckpt.bundled.test_accuracy_after, ckpt.bundled.user_digits_accuracy = 0.98765, 0.9525
     size = save_checkpoint(ckpt, bundled / "mlp.pt").stat().st_size / 1e6
     text = " ".join(run("models").output.split())
-    assert f"mlp │ seed │ 98.77% │ 95.25% │ {size:.1f} MB" in text
+    assert f"mlp │ seed │ 6 │ 98.77% │ 95.25% │ {size:.1f} MB" in text

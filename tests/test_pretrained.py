@@ -8,7 +8,7 @@ import bundle_weights
 import pytest
 import torch
 
-from snncli import pretrained
+from snncli import choice, pretrained
 from snncli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from snncli.data import load_split, normalise
 from snncli.errors import CheckpointError
@@ -106,18 +106,19 @@ def test_the_newest_checkpoint_is_chosen_else_the_bundled_weights(mlp_checkpoint
                                                                   monkeypatch):
     monkeypatch.setattr(pretrained, "BUNDLED_DIR", tmp_path / "bundled")
     folder = tmp_path / "checkpoints"
-    with pytest.raises(CheckpointError, match="no checkpoint in .* and no bundled csnn weights"):
-        pretrained.choose_checkpoint(None, folder=folder)
+    with pytest.raises(CheckpointError,
+                       match="no finished checkpoint in .* and no bundled csnn weights"):
+        choice.choose_checkpoint(None, folder=folder)
     (tmp_path / "bundled").mkdir()
     shutil.copy(mlp_checkpoint, tmp_path / "bundled" / "mlp.pt")
-    path, why = pretrained.choose_checkpoint(None, "mlp", folder=folder)
+    path, why = choice.choose_checkpoint(None, "mlp", folder=folder)
     assert path == tmp_path / "bundled" / "mlp.pt" and "bundled mlp weights" in why
     folder.mkdir()
     shutil.copy(mlp_checkpoint, folder / "old.pt")
     shutil.copy(mlp_checkpoint, folder / "new.pt")
     os.utime(folder / "old.pt", (1, 1))
-    assert pretrained.choose_checkpoint(None, folder=folder)[0] == folder / "new.pt"
-    assert pretrained.choose_checkpoint(None, "mlp", folder=folder)[0] == folder / "new.pt"
+    assert choice.choose_checkpoint(None, folder=folder)[0] == folder / "new.pt"
+    assert choice.choose_checkpoint(None, "mlp", folder=folder)[0] == folder / "new.pt"
     with pytest.raises(CheckpointError, match="no bundled csnn weights"):
-        pretrained.choose_checkpoint(None, "csnn", folder=folder)  # only mlp checkpoints there
-    assert pretrained.choose_checkpoint("x.pt", folder=folder) == (Path("x.pt"), "using x.pt")
+        choice.choose_checkpoint(None, "csnn", folder=folder)  # only mlp checkpoints there
+    assert choice.choose_checkpoint("x.pt", folder=folder) == (Path("x.pt"), "using x.pt")

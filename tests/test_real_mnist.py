@@ -1,4 +1,5 @@
-"""The one slow test: the real MNIST under ../shared/data/mnist (skipped where it is absent)."""
+"""The slow tests: the real MNIST at $SNN_TEST_MNIST or ../shared/data/mnist (skipped where it
+is absent)."""
 
 import json
 from pathlib import Path
