@@ -11,6 +11,7 @@ import math
 import os
 import struct
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,67 +106,25 @@ def default_cache_dir() -> Path:
     return Path(base) / "snncli"
 
 
-# Where torchvision downloads MNIST from, and the MD5 of each file it expects.
-MNIST_MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
-MNIST_MD5 = {
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-}
-DOWNLOAD_TIMEOUT = 15.0  # seconds a mirror may keep silent (connecting, or between bytes)
+CONNECT_TIMEOUT = 3.0  # seconds to reach a download mirror before it counts as unreachable
 
 
-def _fetch(url: str, timeout: float) -> bytes:
-    """The body of `url` (one try; urllib's errors as they come)."""
-    import urllib.request
-
-    request = urllib.request.Request(url, headers={"User-Agent": "snncli"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.read()
-
-
-def _no_network(exc: BaseException) -> bool:
-    """Whether a failed request says this machine has no network at all (no name lookup, no
-    route): then no other mirror is tried."""
-    import errno
+def _reachable(urls: list[str]) -> str | None:
+    """None when one of the mirrors `urls` answers a connection; else why none did (offline,
+    torchvision would retry each file at each mirror before giving up)."""
     import socket
+    from urllib.parse import urlsplit
 
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, socket.gaierror):
-        return True
-    return isinstance(reason, OSError) and reason.errno in (
-        errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN
-    )
-
-
-def _why(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    text = getattr(reason, "strerror", None) or str(reason)
-    return " ".join(text.split()) or type(exc).__name__
-
-
-def _fetch_checked(name: str, md5: str) -> bytes:
-    """One MNIST file from the first mirror that has it intact, each mirror tried once;
-    offline, the first failure ends the search."""
-    import hashlib
-
-    reasons = []
-    for mirror in MNIST_MIRRORS:
+    reason = "no mirror"
+    for url in urls:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            data = _fetch(mirror + name, DOWNLOAD_TIMEOUT)
-        except Exception as exc:  # urllib's errors come in many types
-            if _no_network(exc):
-                raise DataError(_download_failed(f"no network: {_why(exc)}")) from None
-            reasons.append(_why(exc))
-            continue
-        if hashlib.md5(data).hexdigest() == md5:
-            return data
-        reasons.append(f"{name} arrived damaged")
-    raise DataError(_download_failed("; ".join(dict.fromkeys(reasons)))) from None
+            with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT):
+                return None
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"no network: {' '.join(reason.split())}"
 
 
 def _download_failed(reason: str) -> str:
@@ -175,30 +134,45 @@ def _download_failed(reason: str) -> str:
 
 
 def _download(root: Path) -> Path:
-    """Download MNIST's four files into `root`/MNIST/raw (torchvision's layout), each checked
-    against its MD5 and written whole or not at all. A failure is one short line, at the
-    first file that cannot be had; it leaves no folder it created empty (the files already
-    downloaded stay, for the next try)."""
-    from .files import atomic_write
+    """torchvision downloads MNIST into `root`/MNIST/raw (from its mirrors, each file checked
+    against its MD5), after a quick check that a mirror can be reached at all. A failure is one
+    short line, and leaves behind no folder it created (files already downloaded stay)."""
+    from torchvision.datasets import MNIST
 
     raw = root / "MNIST" / "raw"
     created = [folder for folder in (raw, *raw.parents) if not folder.exists()]  # deepest first
+    unreachable = _reachable(list(MNIST.mirrors))
+    if unreachable:
+        raise DataError(_download_failed(unreachable))
     try:
-        for name, md5 in MNIST_MD5.items():
-            if (raw / name).is_file():
-                continue
-            data = _fetch_checked(name, md5)
-            raw.mkdir(parents=True, exist_ok=True)
-            atomic_write(raw / name, lambda tmp, data=data: Path(tmp).write_bytes(data),
-                         "MNIST file")
+        with _quiet_stdout():  # torchvision prints each URL and file it fetches
+            for train in (True, False):
+                MNIST(str(root), train=train, download=True)
+    except Exception as exc:  # network errors come in many types
+        _remove_empty(created)
+        reason = " ".join(str(exc).split())[:120]  # torchvision's message spans lines
+        raise DataError(_download_failed(reason or type(exc).__name__)) from None
     except BaseException:
-        for folder in created:
-            try:
-                folder.rmdir()  # only an empty one
-            except OSError:
-                break
+        _remove_empty(created)
         raise
     return raw
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()  # only an empty one
+        except OSError:
+            break
+
+
+@contextmanager
+def _quiet_stdout():
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
