@@ -115,8 +115,8 @@ class Scorer:
             inputs = [attempt(make, im) for im in images]
             self.seconds[name] += time.process_time() - start
             read = [x if x is not None else np.zeros((28, 28), np.uint8) for x in inputs]
-            _, found = predict_digits(self.ckpt, read, torch.device("cpu"))
-            predicted = found.predicted.numpy()
+            _, classified = predict_digits(self.ckpt, read, torch.device("cpu"))
+            predicted = classified.predicted.numpy()
             predicted[[x is None for x in inputs]] = -1  # found no digit: wrong
             found[name] = (predicted == labels, predicted)
         self.count += len(images)
