@@ -14,6 +14,7 @@ import struct
 import sys
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -256,33 +257,120 @@ def fix_polarity(grey: np.ndarray) -> np.ndarray:
     return 1.0 - grey if ink_is_dark(grey) else grey
 
 
-def remove_background(grey: np.ndarray, paper: bool = False) -> np.ndarray:
-    """Subtract uneven lighting (a grey opening wider than strokes) and stretch contrast to 0-1.
+def remove_background(grey: np.ndarray, paper: bool = False, noise: float = 0.0,
+                      scale: float = 1.0) -> np.ndarray:
+    """Subtract uneven lighting and stretch contrast to 0-1 (`ink_depth`, `stretch_ink`);
+    all zeros for an image holding no stroke (uniform, or noise alone)."""
+    ink = stretch_ink(ink_depth(grey, paper), noise, scale)
+    return np.zeros_like(grey) if ink is None else ink
+
+
+def ink_depth(grey: np.ndarray, paper: bool = False) -> np.ndarray:
+    """How far each pixel of a bright-ink image rises above its local background, relative
+    to the paper's brightness when `paper` (`ink_and_paper`)."""
+    return ink_and_paper(grey, paper)[0]
+
+
+def ink_and_paper(grey: np.ndarray, paper: bool = False) -> tuple[np.ndarray, float]:
+    """How far each pixel of a bright-ink image rises above its local background (uneven
+    lighting subtracted by a grey opening wider than strokes), not stretched; the border's
+    median is 0, so the background lies around 0 (noise of either sign). Also the paper's
+    median brightness (1 for light ink on a dark ground): depth times that is grey levels.
 
     `paper`: `grey` is an inverted photo of dark ink on paper, so one minus the background is
     the paper's brightness, and the ink's depth is divided by it: light falls on ink and paper
     alike, so a stroke in a shadow is as deep, relative to its paper, as one in full light.
     The background is estimated as if the image went on beyond its border as its edge pixels
     do (not mirrored, as the filters would by default): a stroke near the border is then not
-    mirrored into a wider one and taken for background, and ink at the border does not darken
-    the estimate beside it. The filters reach half their width, so that much padding does."""
+    mirrored into a wider one and taken for background, and ink at the border does not
+    darken the estimate beside it. The filters reach half their width, so that much padding
+    does."""
     size = _background_size(grey)
     pad = size // 2 + 1
     padded = np.pad(grey, pad, mode="edge")
     background = ndimage.grey_opening(padded, size=(size, size), mode="nearest")
     background = ndimage.uniform_filter(background, size=size, mode="nearest")[pad:-pad, pad:-pad]
-    flat = np.clip(grey - background, 0, None)
+    flat = grey - background
+    brightness = 1.0
     if paper:
         flat = flat / np.maximum(1.0 - background, 0.1)
-    flat -= np.median(border_values(flat))
-    flat = np.clip(flat, 0, None)
-    peak = flat.max()
-    if peak <= 0.08:  # no contrast at all: a blank image
-        return np.zeros_like(flat)
+        brightness = float(np.median(1.0 - background))
+    # What is left of the background after the opening: the border's level.
+    return flat - np.median(border_values(np.clip(flat, 0, None))), brightness
+
+
+def noise_level(grey: np.ndarray) -> float:
+    """The pixel noise's standard deviation (sensor grain, paper texture), robust to strokes:
+    from the differences between neighbouring pixels, the largest fifth (edges of strokes)
+    left out. A Gaussian's differences below their 80th percentile hold 0.4377 of the
+    variance of all of them, which are twice the pixels' variance."""
+    diffs = np.abs(np.concatenate([np.diff(grey, axis=0).ravel(), np.diff(grey, axis=1).ravel()]))
+    if diffs.size == 0:
+        return 0.0
+    low = diffs[diffs <= np.percentile(diffs, 80)]
+    return float(np.sqrt(np.mean(low**2) / (2 * 0.4377)))
+
+
+# Strokes whose body lies less than this below (or above) the paper are low in contrast
+# (24 grey levels of 255): faint pencil, dim ballpoint, read only by stretching them a lot.
+LOW_CONTRAST = 24 / 255
+CLEAR_INK = 0.2  # ink this deep (about 50 grey levels on white paper) is never mistaken
+QUANTUM = 1.5 / 255  # steps smaller than this are rounding in an 8-bit file, not ink
+# What smoothing over 0.8 of a given pixel leaves of independent pixel noise (1 / (2 sqrt(pi)
+# 0.8)); in an enlarged image the pixels are not independent, so the noise is measured before.
+SMOOTHED_NOISE = 0.35
+
+
+def stroke_signal(flat: np.ndarray, noise: float, scale: float = 1.0) -> np.ndarray | None:
+    """`flat` (`ink_depth`) smoothed over about one pixel of the given image (`scale`: how
+    much it was enlarged), or None when it holds no stroke.
+
+    Ink whose strokes are CLEAR_INK deep and 10 times the `noise` is a stroke. Fainter ink
+    is one if it forms a connected run at least 8 of the given image's pixels long standing
+    out of a band-pass of the ink (smoothed over 0.8 of a pixel, less the ink smoothed over 2.5):
+    by 3 times the band-pass's own spread (its median absolute value, so the noise, texture
+    and JPEG blocks, whatever the strokes), 3 times what smoothing leaves of the pixel
+    `noise`, and QUANTUM. The band-pass keeps lines and drops blotches of paper texture and
+    gentle shading, so noise alone makes specks, never a line, while a 1-pixel line 10 grey
+    levels deep on white paper is one."""
+    size = max(scale, 1.0)
+    smooth = ndimage.gaussian_filter(flat, 0.8 * size, mode="nearest")
+    if ink_contrast(np.clip(smooth, 0, None)) >= max(CLEAR_INK, 10 * noise):
+        return smooth  # ink far above the paper and its noise: no need to look closer
+    band = smooth - ndimage.gaussian_filter(flat, 2.5 * size, mode="nearest")
+    spread = 1.4826 * float(np.median(np.abs(band)))
+    above = band > max(3 * spread, 3 * noise * SMOOTHED_NOISE, QUANTUM)
+    if not above.any():
+        return None
+    labels, _ = ndimage.label(above, structure=np.ones((3, 3)))
+    longest = max(max(b[0].stop - b[0].start, b[1].stop - b[1].start)
+                  for b in ndimage.find_objects(labels))
+    return smooth if longest >= 8 * size else None
+
+
+def stretch_ink(flat: np.ndarray, noise: float = 0.0, scale: float = 1.0) -> np.ndarray | None:
+    """The ink of `flat` (`ink_depth`) stretched so the body of its strokes reaches 1, or None
+    when it holds no stroke (`stroke_signal`). Faint ink in noise (strokes under 12 times
+    the noise deep) is read from the smoothed signal, so the stretch does not make grain into
+    ink."""
+    smooth = stroke_signal(flat, noise, scale)
+    if smooth is None:
+        return None
+    ink = np.clip(flat, 0, None)
+    if ink_contrast(ink) < 12 * noise:  # less the noise that smoothing leaves, 3 deviations
+        ink = np.clip(smooth - 3 * SMOOTHED_NOISE * noise, 0, None)
+    peak = ink.max()
     # Scale so the body of the strokes reaches 1: a high percentile of the inky pixels only,
     # since a small digit on a large canvas is well under 1% of all pixels.
-    top = np.percentile(flat[flat > 0.25 * peak], 90)
-    return np.clip(flat / top, 0, 1)
+    top = np.percentile(ink[ink > 0.25 * peak], 90)
+    return np.clip(ink / top, 0, 1)
+
+
+def ink_contrast(ink: np.ndarray) -> float:
+    """The depth of the body of the strokes in `ink` (`ink_depth`, clipped at 0): the 90th
+    percentile of the pixels over a quarter of the deepest."""
+    peak = ink.max()
+    return float(np.percentile(ink[ink > 0.25 * peak], 90)) if peak > 0 else 0.0
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -356,8 +444,7 @@ def _inside_only(sizes: np.ndarray, boxes: list, shape: tuple[int, int]) -> list
 
 def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The ink of the kept components (with their anti-aliased rims), cropped to its box."""
-    near = ndimage.binary_dilation(mask, iterations=2)
-    digit = np.where(near & (ink > 0.05), ink, 0.0)
+    digit = np.where(mask_near(mask) & (ink > 0.05), ink, 0.0)
     rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
     return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
@@ -452,24 +539,55 @@ def as_mnist(grey: np.ndarray) -> np.ndarray | None:
     return centre_by_mass(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 
 
-def mnist_like(image: Image.Image, label: str = "image") -> np.ndarray:
-    """Any digit image -> uint8 [28, 28], white digit on black, MNIST layout."""
+@dataclass
+class Prepared:
+    """A user's image made like MNIST: the uint8 [28, 28] digit, white on black, and whether
+    its ink was low in contrast (LOW_CONTRAST) and read only by stretching it."""
+
+    image: np.ndarray
+    low_contrast: bool = False
+
+
+def prepare(image: Image.Image, label: str = "image") -> Prepared:
+    """Any digit image -> its MNIST-like digit (`Prepared`); ImageError when it holds none."""
     if image.width < 4 or image.height < 4:
         raise ImageError(f"{label} is too small ({image.width}x{image.height}) to hold a digit")
     grey = to_grey(image)
     ready = as_mnist(grey)
     if ready is not None:
-        return (ready * 255).round().astype(np.uint8)
-    grey = enlarge_small(reduce_size(grey))
-    dark = ink_is_dark(grey)
-    ink = remove_background(1.0 - grey if dark else grey, paper=dark)
-    mask = digit_mask(ink)
-    if not mask.any() or ink.max() <= 0:
+        return Prepared((ready * 255).round().astype(np.uint8))
+    grey = reduce_size(grey)
+    noise = noise_level(grey)
+    work = enlarge_small(grey)
+    scale = work.shape[1] / grey.shape[1]
+    dark = ink_is_dark(work)
+    flat, brightness = ink_and_paper(1.0 - work if dark else work, paper=dark)
+    ink = stretch_ink(flat, noise, scale)
+    if ink is None:
         raise ImageError(f"no digit found in {label}: the image is blank")
+    mask = digit_mask(ink)
+    if not mask.any():
+        raise ImageError(f"no digit found in {label}: the image is blank")
+    depth = ink_contrast(np.clip(flat, 0, None) * mask_near(mask)) * brightness
     digit = fit_box(match_stroke(crop_to_digit(ink, mask), MNIST_STROKE))
-    return (centre_by_mass(digit) * 255).round().astype(np.uint8)
+    image = (centre_by_mass(digit) * 255).round().astype(np.uint8)
+    return Prepared(image, low_contrast=bool(depth < LOW_CONTRAST))
+
+
+def mask_near(mask: np.ndarray) -> np.ndarray:
+    """The digit's pixels and those within two of them (its anti-aliased rims)."""
+    return ndimage.binary_dilation(mask, iterations=2)
+
+
+def mnist_like(image: Image.Image, label: str = "image") -> np.ndarray:
+    """Any digit image -> uint8 [28, 28], white digit on black, MNIST layout."""
+    return prepare(image, label).image
+
+
+def load_prepared(source: str | Path | bytes, name: str | None = None) -> Prepared:
+    label = name or str(source if not isinstance(source, bytes) else "<stdin>")
+    return prepare(open_image(source, label), label)
 
 
 def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
-    label = name or str(source if not isinstance(source, bytes) else "<stdin>")
-    return mnist_like(open_image(source, label), label)
+    return load_prepared(source, name).image

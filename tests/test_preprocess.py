@@ -14,6 +14,7 @@ from snncli.preprocess import (
     fix_polarity,
     ink_is_dark,
     load_digit,
+    load_prepared,
     mass_width,
     match_stroke,
     otsu_threshold,
@@ -317,3 +318,78 @@ def test_faint_blurry_ballpoint_on_tinted_paper_in_dim_light_is_found(tmp_path):
     out = load_digit(save(image, tmp_path / "ballpoint.png"))
     assert_mnist_layout(out)
     assert (out > 128).sum() > 60  # the whole 2, not a few bright bits
+
+
+# Faint drawings (issue 29).
+
+
+def faint_two(size: int = 28, depth: float = 14, paper: float = 250, noise: float = 0.0,
+              seed: int = 0) -> np.ndarray:
+    """A 2 drawn with a 1-pixel light-grey pencil: its darkest pixel `depth` grey levels
+    below the paper, optionally with sensor noise."""
+    canvas = Image.new("L", (size, size), 0)
+    k = size / 28
+    ImageDraw.Draw(canvas).line(
+        [(7 * k, 8 * k), (14 * k, 4 * k), (20 * k, 8 * k), (8 * k, 23 * k), (21 * k, 23 * k)],
+        fill=255, width=1,
+    )
+    line = np.asarray(canvas, dtype=np.float64) / 255
+    grey = paper - depth * line + np.random.default_rng(seed).normal(0, noise, line.shape)
+    return grey.round().clip(0, 255).astype(np.uint8)
+
+
+def encoded(array: np.ndarray, kind: str = "PNG", **kw) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=kind, **kw)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "grey,kind",
+    [
+        (faint_two(depth=12), "PNG"),  # 12 grey levels below white paper, 28x28
+        (faint_two(depth=10, paper=255), "PNG"),
+        (faint_two(size=120, depth=15), "PNG"),  # a larger drawing, still a 1-pixel line
+        (faint_two(size=90, depth=15, paper=170, noise=1.5), "PNG"),  # on grey paper, grain
+        (faint_two(depth=18, noise=2.0, seed=3), "PNG"),  # "a little noise"
+        (faint_two(size=56, depth=16), "JPEG"),
+    ],
+    ids=["white-12", "white-10", "large", "grey-paper-noise", "noise", "jpeg"],
+)
+def test_a_faint_line_is_stretched_and_read_as_low_contrast(grey, kind):
+    assert int(grey.max()) - int(grey.min()) <= 30  # faint indeed (noise included)
+    prepared = load_prepared(encoded(grey, kind, **({"quality": 80} if kind == "JPEG" else {})))
+    assert prepared.low_contrast
+    assert_mnist_layout(prepared.image)
+    assert prepared.image.max() == 255 and (prepared.image > 128).sum() > 40  # the whole 2
+
+
+def test_a_clear_digit_is_not_low_contrast(tmp_path):
+    prepared = load_prepared(save(paper_digit(), tmp_path / "clear.png"))
+    assert not prepared.low_contrast
+
+
+@pytest.mark.parametrize("size", [28, 150])
+@pytest.mark.parametrize("paper", [250, 128, 30])
+@pytest.mark.parametrize("noise", [0.0, 2.0, 8.0, 16.0])
+def test_uniform_and_noise_only_images_are_blank(size, paper, noise):
+    grey = paper + np.random.default_rng(size + paper).normal(0, noise, (size, size))
+    data = encoded(grey.round().clip(0, 255).astype(np.uint8))
+    with pytest.raises(ImageError, match="the image is blank"):
+        load_prepared(data)
+
+
+@pytest.mark.parametrize("quality", [None, 75])
+def test_textured_paper_without_a_stroke_is_blank(quality):
+    """Blotches of paper texture and grain (and JPEG's 8x8 blocks) are not a stroke."""
+    rng = np.random.default_rng(4)
+    blotches = np.asarray(
+        Image.fromarray(rng.normal(128, 40, (12, 12)).clip(0, 255).astype(np.uint8)).resize(
+            (160, 160), Image.Resampling.BICUBIC), dtype=np.float64) - 128
+    grey = 230 + 0.1 * blotches + rng.normal(0, 2, (160, 160))
+    kind = "JPEG" if quality else "PNG"
+    data = encoded(grey.round().clip(0, 255).astype(np.uint8), kind,
+                   **({"quality": quality} if quality else {}))
+    with pytest.raises(ImageError, match="the image is blank"):
+        load_prepared(data)
+
