@@ -222,6 +222,9 @@ def ink_is_dark(grey: np.ndarray) -> bool:
     Faint ink in a strong gradient may stay within that range; then the same test runs with
     the gradient taken out (`_flattened`), and failing that, the border's level decides."""
     border = border_values(grey)
+    tight = _tight_crop_ink_is_dark(grey, border)
+    if tight is not None:
+        return tight
     level = np.median(border)
     if not 0.3 < level < 0.7:
         return bool(level > 0.5)
@@ -233,6 +236,33 @@ def ink_is_dark(grey: np.ndarray) -> bool:
         if abs(dark - light) >= 0.03:
             return bool(dark > light)
     return bool(level > 0.5)
+
+
+def _tight_crop_ink_is_dark(grey: np.ndarray, border: np.ndarray) -> bool | None:
+    """For a high-contrast image whose border is a quarter or more of each of its two tones
+    (ink crossing the edges: a digit cropped tightly to its ink, where ink may even hold most
+    of the border), whether the ink is the dark tone; None for any other image. The ink is
+    the tone in fewer pieces: a digit is one or two strokes, and the ink crossing the edges
+    cuts the paper into several (a tight 7 leaves paper left and right of its stem, a 0 its
+    corners and hole); with as many, the tone covering less of the image."""
+    low, high = np.percentile(grey, [2, 98])
+    if high - low < 0.5:
+        return None
+    mid = (low + high) / 2
+    dark_share = float(np.mean(border < mid))
+    if min(dark_share, 1 - dark_share) < 0.25:
+        return None
+    dark = grey < mid
+    least = max(4, dark.size // 200)  # a piece of at least half a percent: no JPEG speckle
+
+    def pieces(mask: np.ndarray) -> int:
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        return int((np.bincount(labels.ravel())[1:] >= least).sum())
+
+    dark_pieces, light_pieces = pieces(dark), pieces(~dark)
+    if dark_pieces != light_pieces:
+        return dark_pieces < light_pieces
+    return bool(dark.mean() < 0.5)
 
 
 def _flattened(grey: np.ndarray) -> np.ndarray:
@@ -283,20 +313,58 @@ def ink_and_paper(grey: np.ndarray, paper: bool = False) -> tuple[np.ndarray, fl
     The background is estimated as if the image went on beyond its border as its edge pixels
     do (not mirrored, as the filters would by default): a stroke near the border is then not
     mirrored into a wider one and taken for background, and ink at the border does not
-    darken the estimate beside it. The filters reach half their width, so that much padding
-    does."""
-    size = _background_size(grey)
-    pad = size // 2 + 1
-    padded = np.pad(grey, pad, mode="edge")
-    background = ndimage.grey_opening(padded, size=(size, size), mode="nearest")
-    background = ndimage.uniform_filter(background, size=size, mode="nearest")[pad:-pad, pad:-pad]
+    darken the estimate beside it. Ink on the edge itself is not repeated (`_inkless_edge`):
+    a tight crop's top bar, repeated outward, would be as wide as the filter and taken for
+    background. The filters reach half their width, so that much padding does."""
+    paper_level = _two_tone_paper(grey)
+    if paper_level is not None:  # no lighting to undo, and any stroke may be wide
+        background = np.full_like(grey, paper_level)
+    else:
+        size = _background_size(grey)
+        pad = size // 2 + 1
+        padded = np.pad(_inkless_edge(grey, size), pad, mode="edge")
+        padded[pad:-pad, pad:-pad] = grey
+        background = ndimage.grey_opening(padded, size=(size, size), mode="nearest")
+        background = ndimage.uniform_filter(background, size=size, mode="nearest")
+        background = background[pad:-pad, pad:-pad]
     flat = grey - background
     brightness = 1.0
     if paper:
         flat = flat / np.maximum(1.0 - background, 0.1)
         brightness = float(np.median(1.0 - background))
+    if paper_level is not None:
+        return flat, brightness
     # What is left of the background after the opening: the border's level.
     return flat - np.median(border_values(np.clip(flat, 0, None))), brightness
+
+
+def _two_tone_paper(grey: np.ndarray) -> float | None:
+    """The paper's level of a clean two-tone image of bright ink (a drawing app's export, a
+    thresholded scan or crop: 95% of its pixels within 0.1 of its darkest or its brightest
+    tone, which lie over 0.5 apart), or None for any other image (photos: shading, grain).
+    Such an image needs no lighting removed, and the grey opening that removes it would take
+    a stroke wider than its window (a third of a tight crop's narrow side) for paper."""
+    low, high = np.percentile(grey, [2, 98])
+    if high - low <= 0.5:
+        return None
+    near = (np.abs(grey - low) <= 0.1) | (np.abs(grey - high) <= 0.1)
+    if near.mean() < 0.95:
+        return None
+    return float(np.median(grey[grey < (low + high) / 2]))
+
+
+def _inkless_edge(grey: np.ndarray, size: int) -> np.ndarray:
+    """`grey` with the ink on its outermost rows and columns replaced by the background
+    beside it: a grey opening that sees only the image (outside counts as darker than
+    anything), so a stroke along the edge is background nowhere. Only clear ink is replaced
+    (over half the image's deepest ink above that background, and 0.3): a page's shading
+    toward the edge, which that opening underestimates, stays as it is."""
+    inside = ndimage.grey_opening(grey, size=(size, size), mode="constant",
+                                  cval=float(grey.min()))
+    rise = grey - inside
+    ink = rise > max(0.5 * float(rise.max()), 0.3)
+    ink[1:-1, 1:-1] = False
+    return np.where(ink, inside, grey)
 
 
 def noise_level(grey: np.ndarray) -> float:
@@ -387,7 +455,8 @@ def otsu_threshold(values: np.ndarray) -> float:
 def digit_mask(ink: np.ndarray) -> np.ndarray:
     """Pixels of the digit: Otsu-thresholded ink; the largest component and the sizeable
     components near it (a 5's flag, a broken stroke) are kept, far specks and dirt dropped,
-    and so are pieces of neighbouring digits cut by the image's edge (`_inside_only`)."""
+    and so are pieces of neighbouring digits cut by the image's edge (`_inside_only`,
+    `_side_sliver`)."""
     mask = ink > max(0.2, otsu_threshold(ink))
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count <= 1:
@@ -395,7 +464,9 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
     boxes = ndimage.find_objects(labels)
     candidates = _inside_only(sizes, boxes, mask.shape)
-    keep = {max(candidates, key=lambda i: sizes[i])}
+    main = max(candidates, key=lambda i: sizes[i])
+    candidates = [i for i in candidates if not _side_sliver(i, main, sizes, boxes, mask.shape)]
+    keep = {main}
     grown = True
     while grown:  # add components that touch the kept ones' box, grown by a third of its size
         grown = False
@@ -440,6 +511,25 @@ def _inside_only(sizes: np.ndarray, boxes: list, shape: tuple[int, int]) -> list
 
     rival = sizes[best] >= 0.3 * sizes[big] and extent(best) >= 0.6 * extent(big)
     return inside if rival else list(range(len(boxes)))
+
+
+def _side_sliver(i: int, main: int, sizes: np.ndarray, boxes: list,
+                 shape: tuple[int, int]) -> bool:
+    """Whether component `i` is a sliver of a neighbouring digit at the left or right edge of
+    an image cropped tightly around a digit in a row: it touches that edge, which the largest
+    component (`main`) does not, lies wholly beyond that component's columns, and is small
+    beside it (under 0.35 of its ink, and narrower than 0.35 of its longer side). A part of
+    the digit itself overlaps its columns or is larger: a 5's flag, the stem of a 4 drawn in
+    two strokes."""
+    rows, cols = boxes[i]
+    main_cols = boxes[main][1]
+    width = shape[1]
+    main_rows = boxes[main][0]
+    longest = max(main_rows.stop - main_rows.start, main_cols.stop - main_cols.start)
+    small = sizes[i] < 0.35 * sizes[main] and cols.stop - cols.start < 0.35 * longest
+    left = cols.start == 0 and main_cols.start > 0 and cols.stop <= main_cols.start
+    right = cols.stop == width and main_cols.stop < width and cols.start >= main_cols.stop
+    return bool(small and (left or right))
 
 
 def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -320,7 +320,7 @@ def test_faint_blurry_ballpoint_on_tinted_paper_in_dim_light_is_found(tmp_path):
     assert (out > 128).sum() > 60  # the whole 2, not a few bright bits
 
 
-# Faint drawings (issue 29).
+# Faint drawings, tight crops (issue 29).
 
 
 def faint_two(size: int = 28, depth: float = 14, paper: float = 250, noise: float = 0.0,
@@ -393,3 +393,90 @@ def test_textured_paper_without_a_stroke_is_blank(quality):
     with pytest.raises(ImageError, match="the image is blank"):
         load_prepared(data)
 
+
+def ink_box(image: Image.Image) -> np.ndarray:
+    """The ink (bright) of a drawing, cropped to its box: True where ink."""
+    ink = np.asarray(image) > 127
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def as_mnist_made_it(ink: np.ndarray) -> np.ndarray:
+    """What MNIST's making does with a clean digit: strokes to MNIST's width, the box into
+    20x20 keeping its aspect ratio, centred by mass in 28x28."""
+    digit = fit_box(match_stroke(ink.astype(np.float64), MNIST_STROKE))
+    return (centre_by_mass(digit) * 255).round().astype(np.uint8)
+
+
+def black_and_white(ink: np.ndarray, dark_ink: bool) -> bytes:
+    return encoded(np.where(ink, 0, 255).astype(np.uint8) if dark_ink
+                   else np.where(ink, 255, 0).astype(np.uint8))
+
+
+def narrow_seven() -> np.ndarray:
+    """A 7 cropped to its ink, 40x90: its bar runs along the top edge and touches the left
+    and right ones, its foot the bottom one."""
+    canvas = Image.new("L", (40, 90), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, 39, 7), fill=255)
+    draw.line([(35, 4), (12, 89)], fill=255, width=8)
+    return ink_box(canvas)
+
+
+def tight_one() -> np.ndarray:
+    """A 1 with a flag and a base cropped to its ink (20x65): its stem is the whole right
+    edge and its base the whole bottom one, so ink is over half of the border."""
+    canvas = Image.new("L", (30, 70), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((12, 0, 19, 64), fill=255)
+    draw.line([(0, 16), (15, 2)], fill=255, width=7)
+    draw.rectangle((2, 58, 19, 64), fill=255)
+    return ink_box(canvas)
+
+
+@pytest.mark.parametrize("dark_ink", [True, False], ids=["black-on-white", "white-on-black"])
+@pytest.mark.parametrize("make", [narrow_seven, tight_one], ids=["seven", "one"])
+def test_a_tight_black_and_white_crop_comes_out_as_mnist_would_make_it(make, dark_ink):
+    ink = make()
+    assert ink[0].any() and ink[-1].any() and ink[:, 0].any() and ink[:, -1].any()
+    out = load_digit(black_and_white(ink, dark_ink))
+    assert np.abs(out.astype(int) - as_mnist_made_it(ink)).mean() < 2
+
+
+def test_a_narrow_sevens_top_bar_is_kept():
+    out = load_digit(black_and_white(narrow_seven(), dark_ink=False))
+    rows = np.flatnonzero((out > 128).any(1))
+    top = (out[rows[0] : rows[0] + 3] > 128).sum(1).max()
+    assert top >= 6  # the bar spans the 7's width (about 9 pixels), not a 1's flag
+
+
+def test_a_neighbours_blob_at_the_edge_of_a_tight_crop_is_dropped():
+    seven = narrow_seven()
+    crop = np.zeros((90, 40 + 3 + 6), bool)  # the row's next digit reaches into the crop...
+    crop[:, :40] = seven
+    crop[30:52, 43:] = True  # ...3 pixels to the right of the 7
+    alone = load_digit(black_and_white(seven, dark_ink=True))
+    assert np.abs(load_digit(black_and_white(crop, True)).astype(int) - alone).mean() < 1
+
+
+def test_a_fives_flag_in_a_tight_crop_is_kept():
+    """A detached flag overlaps the body's columns: part of the digit, not a neighbour."""
+    canvas = Image.new("L", (60, 90), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.line([(8, 4), (59, 4)], fill=255, width=8)  # the flag, not touching the body
+    draw.line([(8, 14), (5, 44)], fill=255, width=8)
+    draw.arc((0, 36, 56, 89), start=-150, end=160, fill=255, width=8)
+    out = load_digit(black_and_white(ink_box(canvas), dark_ink=True))
+    rows = np.flatnonzero((out > 128).any(1))
+    assert (out[rows[0] : rows[0] + 2] > 128).sum(1).max() >= 8  # the flag is still there
+
+
+def test_a_tight_crop_of_a_shaded_photo_keeps_the_ink_along_its_edge():
+    """Pen on paper in uneven light (not two-tone, so the lighting is removed): the 7's bar
+    along the top edge is ink, not repeated beyond the edge into a band the lighting
+    filter would take for paper."""
+    ink = narrow_seven()
+    paper = np.linspace(170, 240, ink.shape[0])[:, None] * np.ones((1, ink.shape[1]))
+    grey = np.where(ink, 40.0, paper) + np.random.default_rng(0).normal(0, 3, ink.shape)
+    out = load_digit(encoded(grey.clip(0, 255).astype(np.uint8)))
+    assert np.abs(out.astype(int) - as_mnist_made_it(ink)).mean() < 3
