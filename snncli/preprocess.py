@@ -647,10 +647,32 @@ def prepare(image: Image.Image, label: str = "image") -> Prepared:
     if ready is not None:
         return Prepared((ready * 255).round().astype(np.uint8))
     grey = reduce_size(grey)
+    found = find_digit(grey, label)
+    found = _closer_look(image, grey, found, label) or found
+    digit = fit_box(match_stroke(crop_to_digit(found.ink, found.mask), MNIST_STROKE))
+    image = (centre_by_mass(digit) * 255).round().astype(np.uint8)
+    return Prepared(image, low_contrast=bool(found.depth < LOW_CONTRAST))
+
+
+@dataclass
+class Found:
+    """A digit found in a grey image: its stretched ink and mask (in the image enlarged by
+    `enlarged`, `enlarge_small`), the ink's depth in grey levels (0-1) and its polarity."""
+
+    ink: np.ndarray
+    mask: np.ndarray
+    depth: float
+    dark: bool
+    enlarged: float
+
+
+def find_digit(grey: np.ndarray, label: str, dark: bool | None = None) -> Found:
+    """The digit of a grey image of at most WORK_SIZE a side (`dark`: its polarity, found
+    from the image when None); ImageError when it holds none."""
     noise = noise_level(grey)
     work = enlarge_small(grey)
     scale = work.shape[1] / grey.shape[1]
-    dark = ink_is_dark(work)
+    dark = ink_is_dark(work) if dark is None else dark
     flat, brightness = ink_and_paper(1.0 - work if dark else work, paper=dark)
     ink = stretch_ink(flat, noise, scale)
     if ink is None:
@@ -659,9 +681,34 @@ def prepare(image: Image.Image, label: str = "image") -> Prepared:
     if not mask.any():
         raise ImageError(f"no digit found in {label}: the image is blank")
     depth = ink_contrast(np.clip(flat, 0, None) * mask_near(mask)) * brightness
-    digit = fit_box(match_stroke(crop_to_digit(ink, mask), MNIST_STROKE))
-    image = (centre_by_mass(digit) * 255).round().astype(np.uint8)
-    return Prepared(image, low_contrast=bool(depth < LOW_CONTRAST))
+    return Found(ink, mask, depth, dark, scale)
+
+
+# A digit under this many pixels (its box's longer side) in an image reduced to WORK_SIZE is
+# looked at again in the image as given: a phone photo of a small digit.
+CLOSE_LOOK = 48
+
+
+def _closer_look(image: Image.Image, grey: np.ndarray, found: Found, label: str) -> Found | None:
+    """The digit found again in a crop of the image as given (the digit's box and as much
+    again on every side, at most WORK_SIZE a side after reduction) when the image was reduced
+    at least 1.5 times and the digit came out small (under CLOSE_LOOK pixels): MNIST's
+    digits were scanned with their strokes several pixels wide, while a small digit on a
+    large photo, reduced, keeps them under one. None when the crop says no better."""
+    factor = image.width / grey.shape[1]
+    rows = np.flatnonzero(found.mask.any(1)) / found.enlarged
+    cols = np.flatnonzero(found.mask.any(0)) / found.enlarged
+    size = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    if factor < 1.5 or size >= CLOSE_LOOK:
+        return None
+    top, bottom = (rows[0] - size) * factor, (rows[-1] + 1 + size) * factor
+    left, right = (cols[0] - size) * factor, (cols[-1] + 1 + size) * factor
+    box = (max(0, int(left)), max(0, int(top)), min(image.width, int(np.ceil(right))),
+           min(image.height, int(np.ceil(bottom))))
+    try:
+        return find_digit(reduce_size(to_grey(image.crop(box))), label, found.dark)
+    except ImageError:
+        return None
 
 
 def mask_near(mask: np.ndarray) -> np.ndarray:

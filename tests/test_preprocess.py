@@ -480,3 +480,26 @@ def test_a_tight_crop_of_a_shaded_photo_keeps_the_ink_along_its_edge():
     grey = np.where(ink, 40.0, paper) + np.random.default_rng(0).normal(0, 3, ink.shape)
     out = load_digit(encoded(grey.clip(0, 255).astype(np.uint8)))
     assert np.abs(out.astype(int) - as_mnist_made_it(ink)).mean() < 3
+
+
+def phone_photo_of_a_small_two(size=(1600, 1200), at=(700, 500), height=80, pen=5):
+    """A full-size phone photo: a small ballpoint 2 on paper in a gentle slope of light."""
+    canvas = Image.new("L", size, 0)
+    k, (x, y) = height / 20, at
+    ImageDraw.Draw(canvas).line(
+        [(x + 2 * k, y + 4 * k), (x + 8 * k, y), (x + 14 * k, y + 4 * k), (x + 2 * k, y + 19 * k),
+         (x + 15 * k, y + 19 * k)], fill=255, width=pen, joint="curve")
+    ink = np.asarray(canvas.filter(ImageFilter.GaussianBlur(1.5)), dtype=np.float64) / 255
+    light = np.linspace(1.0, 0.8, size[0])[None, :]
+    return Image.fromarray((255 * light * (0.92 - 0.7 * ink)).clip(0, 255).astype(np.uint8))
+
+
+def test_a_small_digit_on_a_large_photo_is_looked_at_closely(tmp_path):
+    """Reduced to 256 pixels a side, the 80-pixel 2 of a 1600-pixel photo would be 13 pixels
+    tall with strokes under a pixel wide; it is read from the photo as given instead, as a
+    crop around it would be."""
+    photo = phone_photo_of_a_small_two()
+    whole = load_digit(save(photo, tmp_path / "photo.jpg", quality=80))
+    crop = load_digit(save(photo.crop((600, 400, 900, 700)), tmp_path / "crop.jpg", quality=80))
+    assert_mnist_layout(whole)
+    assert np.abs(whole.astype(int) - crop).mean() < 6
