@@ -133,3 +133,23 @@ def test_a_faint_drawing_is_read_and_said_to_be_low_contrast(mlp_checkpoint, tmp
     assert table.count("(low contrast)") == 2  # the faint image's own table and its summary row
     alone = " ".join(run("predict", images[1], "-c", mlp_checkpoint).output.split())
     assert "low contrast" not in alone
+
+
+def test_predict_in_its_own_process_ends_at_once_with_all_its_output(mlp_checkpoint, tmp_path):
+    """`snn predict` skips Python's finalization (torch's teardown) when it ends: its JSON,
+    its error lines and its exit code still come out whole, through pipes."""
+    import subprocess
+    import sys
+
+    good = tmp_path / "good.png"
+    Image.fromarray(255 - glyph(3, np.random.default_rng(0))).save(good)
+    command = [sys.executable, "-m", "snncli", "predict", "-c", str(mlp_checkpoint), "--json"]
+    done = subprocess.run([*command, str(good), str(tmp_path / "missing.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    found = json.loads(done.stdout)
+    assert found[0]["path"] == str(good) and "prediction" in found[0]
+    assert found[1]["error"].endswith("does not exist")
+    assert done.stderr.count("error:") == 1
+    done = subprocess.run([*command, str(good)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 1
