@@ -2,14 +2,17 @@
 
 Prints one table: accuracy of a checkpoint on
   * tests/data/user_digits (see its README): the first 300 (photos, drawings, boards,
-    transparent PNGs) per style and together, then each kind added for issue 21 (small
-    1-pixel drawings, MNIST-like 28x28 images, thick rings on grey paper, neighbours' fragments
-    at the edge, blurry ballpoint, European 1s) and all of them,
+    transparent PNGs) per style and together, then each kind added for issues 21 and 29
+    (small 1-pixel drawings, MNIST-like 28x28 images, thick rings on grey paper, neighbours'
+    fragments at the edge, blurry ballpoint, European 1s; faint lines, tight black-and-white
+    crops with and without a neighbour's blob, closed-top 4s, large phone photos, 1s with a
+    flag and a base) and all of them,
   * MNIST test digits written as 28x28 PNG files and read back (the pipeline must leave them
     as they are), and
   * MNIST test digits pasted into 200x200 canvases at a random position and scale,
     either polarity,
-each through the full preprocessing pipeline and through a plain resize to 28x28. With
+each through the full preprocessing pipeline and through a plain resize to 28x28, with the
+pipeline's winning share (the model's confidence: median and lowest of the set). With
 --baseline REF the pipeline of git revision REF (its snncli/preprocess.py) runs beside this
 one on the same images and model, in a column of its own.
 
@@ -115,10 +118,12 @@ class Scorer:
             inputs = [attempt(make, im) for im in images]
             self.seconds[name] += time.process_time() - start
             read = [x if x is not None else np.zeros((28, 28), np.uint8) for x in inputs]
-            _, found = predict_digits(self.ckpt, read, torch.device("cpu"))
-            predicted = found.predicted.numpy()
+            model, classified = predict_digits(self.ckpt, read, torch.device("cpu"))
+            predicted = classified.predicted.numpy()
+            share = model.confidence(classified.scores).numpy()[np.arange(len(read)), predicted]
             predicted[[x is None for x in inputs]] = -1  # found no digit: wrong
-            found[name] = (predicted == labels, predicted)
+            share[predicted == -1] = 0.0
+            found[name] = (predicted == labels, predicted, share)
         self.count += len(images)
         return found
 
@@ -134,9 +139,9 @@ def user_rows(scorer: Scorer, folder: Path) -> tuple[list, list[str]]:
     added = sorted(set(styles) - set(FIRST_STYLES))
     groups += [(f"user digits: {s}", styles == s) for s in added]
     groups.append(("[bold]user digits: all", np.ones(len(paths), bool)))
-    rows = [(name, int(pick.sum()), {k: v[0][pick] for k, v in found.items()})
-            for name, pick in groups if pick.any()]
-    right, predicted = found["pipeline"]
+    rows = [(name, int(pick.sum()), {k: v[0][pick] for k, v in found.items()},
+             found["pipeline"][2][pick]) for name, pick in groups if pick.any()]
+    right, predicted, _ = found["pipeline"]
     missed = [f"{p.name}->{y}" for p, y, ok in zip(paths, predicted, right, strict=True) if not ok]
     return rows, missed
 
@@ -169,13 +174,15 @@ def main() -> None:
         if count:
             images, labels = make(split, count)
             found = scorer.score(images, labels)
-            rows.append((f"[bold]{name}", len(images), {k: v[0] for k, v in found.items()}))
+            rows.append((f"[bold]{name}", len(images), {k: v[0] for k, v in found.items()},
+                         found["pipeline"][2]))
 
     table = Table(title=f"snn predict accuracy, {args.checkpoint} ({ckpt.model})")
-    for column in ("set", "images", *ways):
+    for column in ("set", "images", *ways, "share: median", "lowest"):
         table.add_column(column, justify="left" if column == "set" else "right")
-    for name, count, right in rows:
-        table.add_row(name, str(count), *(f"{100 * right[k].mean():.1f}%" for k in ways))
+    for name, count, right, share in rows:
+        table.add_row(name, str(count), *(f"{100 * right[k].mean():.1f}%" for k in ways),
+                      f"{np.median(share):.2f}", f"{share.min():.2f}")
     console = Console(width=max(Console().width, 150))
     console.print(table)
     for name in pipelines:

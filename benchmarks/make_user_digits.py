@@ -48,8 +48,17 @@ row, with a piece of its neighbour clipped by the edge), ``ballpoint`` (thin, fa
 on tinted paper, out of focus) and ``euro`` (European 1s: a long flag, often a base serif).
 Their names are ``{label}_{source}_{kind}_{index}.{ext}``.
 
+Six more kinds for what a second set of real users' images held (issue 29), from the streams
+after those, all from stroke templates (no font needed): ``faint`` (a 1-pixel light-grey line
+10-20 grey levels below the paper: on white, on grey paper, JPEG, with a little noise),
+``tightcrop`` (a narrow 7 or 1 thresholded to black and white and cropped to its ink),
+``tightblob`` (such a crop of any digit with a blob of its neighbour at the edge),
+``closedfour`` (a closed-top 4: pen on grey paper, felt pen on tinted paper), ``phonebig`` (a
+1000-1900 px phone photo of a small marker or ballpoint digit) and ``flagbase`` (a 1 with a
+flag and a base). ``--kinds a,b`` (re)makes only those added kinds.
+
 Usage: ``.venv/bin/python benchmarks/make_user_digits.py [--out DIR] [--per-digit N]
-[--per-kind N] [--seed S]``
+[--per-kind N] [--seed S] [--kinds K1,K2]``
 """
 
 from __future__ import annotations
@@ -391,9 +400,9 @@ def template_paths(digit: int, rng: np.random.Generator, wobble: float = 0.02) -
     return rotated(paths, rng.uniform(-8, 8) if digit not in (1, 7) else rng.uniform(-4, 4))
 
 
-def euro_one(rng: np.random.Generator) -> list:
+def euro_one(rng: np.random.Generator, base: bool = False) -> list:
     """A European 1: a long up-stroke flag (straight or curved) rising to the top of the stem,
-    and a base serif half of the time (unit box)."""
+    and a base serif half of the time, or always with `base` (unit box)."""
     stem = rng.uniform(0.5, 0.62)
     flag = (stem - rng.uniform(0.2, 0.42), rng.uniform(0.18, 0.45))
     if rng.random() < 0.3:
@@ -401,7 +410,7 @@ def euro_one(rng: np.random.Generator) -> list:
         strokes = [("c", [flag, bend, (stem, 0.04)]), ("l", [(stem, 0.04), (stem, 0.96)])]
     else:
         strokes = [("l", [flag, (stem, 0.04), (stem, 0.96)])]
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 or base:
         half = rng.uniform(0.15, 0.28)
         strokes.append(("l", [(stem - half, 0.96), (stem + half * rng.uniform(0.8, 1.2), 0.96)]))
     return strokes
@@ -633,6 +642,202 @@ def make_euro(i: int, rng: np.random.Generator, fonts: list) -> tuple:
     return 1, "stroke", make_drawing(mask, rng), False
 
 
+def faint_line(paths: list, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-box paths drawn with a 1-pixel pencil in a w x h canvas (0..1 mask): aliased at
+    its size, or drawn 4x larger with a 4-pixel pen and reduced (anti-aliased)."""
+    height = rng.uniform(0.6, 0.85) * min(w, h)
+    centre = (rng.uniform(0.42, 0.58) * w, rng.uniform(0.44, 0.56) * h)
+    zoom = 1 if rng.random() < 0.5 else 4
+    im = Image.new("L", (w * zoom, h * zoom), 0)
+    draw = ImageDraw.Draw(im)
+    for p in paths:
+        xy = [(zoom * (centre[0] + (x - 0.5) * height), zoom * (centre[1] + (y - 0.5) * height))
+              for x, y in p]
+        draw.line(xy, fill=255, width=zoom, joint="curve" if zoom > 1 else None)
+    return np.asarray(im.resize((w, h), Image.Resampling.BOX), np.float32) / 255
+
+
+def make_faint(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """A 1-pixel light-grey line whose darkest pixel is only 10-20 grey levels below the
+    paper: pencil on white (28x28 and larger), on grey paper in a gentle gradient, saved as
+    JPEG, or with a little sensor noise."""
+    digit = i % 10
+    variant = ["white28", "white", "grey", "jpeg", "noise"][i % 5]
+    side = {"white28": int(rng.choice([28, 28, 32, 40])), "jpeg": int(rng.uniform(40, 160))}.get(
+        variant, int(rng.uniform(60, 220)))
+    w, h = side, side if rng.random() < 0.6 else int(side * rng.uniform(0.8, 1.25))
+    m = faint_line(template_paths(digit, rng), w, h, rng)
+    depth = rng.uniform(10, 20)  # grey levels below the paper at the darkest
+    paper = rng.uniform(238, 255) if variant != "grey" else rng.uniform(140, 200)
+    field = np.full((h, w), paper, np.float32)
+    if variant == "grey":  # a gentle slope of light across the page
+        field *= np.linspace(1.0, rng.uniform(0.9, 0.97), w, dtype=np.float32)[None, :]
+    tint = np.array([1.0, 1.0, 1.0] if rng.random() < 0.7 else [1.15, 1.0, 0.72], np.float32)
+    tint /= tint @ np.array([0.299, 0.587, 0.114], np.float32)  # `depth` in luminance
+    img = field[..., None] - depth * (m / max(m.max(), 1e-6))[..., None] * tint
+    if variant in ("noise", "grey"):
+        img = img + rng.normal(0, rng.uniform(1.0, 2.0), (h, w, 1))
+    grey = Image.fromarray(img.round().clip(0, 255).astype(np.uint8))
+    return digit, "stroke", grey, variant == "jpeg"
+
+
+def binary_crop(mask: Image.Image, height: int, margin: int) -> np.ndarray:
+    """A glyph scaled to `height`, thresholded to pure black and white, cropped to its ink
+    with `margin` pixels of paper around it: what a segmentation tool exports. Ink is 1."""
+    width = max(1, round(mask.width * height / mask.height))
+    m = np.asarray(mask.resize((width, height), Image.Resampling.LANCZOS)) > 127
+    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+    m = np.pad(m[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], margin)
+    return m
+
+
+def bw_image(m: np.ndarray, dark_ink: bool) -> Image.Image:
+    """A 0/1 ink mask as a black-and-white PNG-ready 'L' image of either polarity."""
+    ink_value, paper = (0, 255) if dark_ink else (255, 0)
+    return Image.fromarray(np.where(m, ink_value, paper).astype(np.uint8))
+
+
+NARROW = {
+    7: [("l", [(0.2, 0.06), (0.8, 0.06), (0.42, 0.96)])],
+    1: [("l", [(0.3, 0.24), (0.56, 0.04), (0.56, 0.96)])],
+}
+
+
+def make_tightcrop(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """A narrow 7 or 1 (marker or pen) thresholded to black and white and cropped to its ink,
+    about 30-50 x 80-100 pixels: most touch all four edges, a few keep 1-3 pixels of paper;
+    40% white on black (PNG)."""
+    digit = (7, 7, 1)[i % 3]
+    strokes = NARROW[digit]
+    if digit == 1 and rng.random() < 0.4:  # a base serif
+        strokes = [*strokes, ("l", [(0.4, 0.96), (0.72, 0.96)])]
+    paths = jitter(strokes, rng, rng.uniform(-0.08, 0.08), rng.uniform(0.45, 0.8),
+                   rng.uniform(0.005, 0.015))
+    paths = rotated(paths, rng.uniform(-3, 3))
+    mask = brush(paths, 240, int(rng.uniform(0.05, 0.12) * 240), True)
+    dark = rng.random() < 0.6
+    margin = 0 if rng.random() < 0.7 else int(rng.integers(1, 4))
+    m = binary_crop(mask, int(rng.uniform(80, 100)), margin)
+    return digit, "stroke", bw_image(m, dark), False
+
+
+def make_tightblob(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """A thresholded tight crop (as `make_tightcrop`) of any digit, with a blob of its
+    neighbour in the row at the left or right edge: the neighbour's nearest stroke, cut by
+    the crop's edge, 1-4 pixels from the digit (PNG)."""
+    digit = i % 10
+    paths = template_paths(digit, rng, 0.015)
+    mask = brush(paths, 240, int(rng.uniform(0.06, 0.12) * 240), True)
+    dark = rng.random() < 0.75
+    height = int(rng.uniform(70, 100))
+    m = binary_crop(mask, height, 0)
+    h, w = m.shape
+    neighbour = brush(template_paths(int(rng.integers(10)), rng, 0.015), 240,
+                      int(rng.uniform(0.06, 0.12) * 240), True)
+    part = binary_crop(neighbour, int(height * rng.uniform(0.8, 1.0)), 0)
+    seen = max(3, int(rng.uniform(0.06, 0.14) * h))
+    left = rng.random() < 0.5
+    part = part[:, -seen:] if left else part[:, :seen]
+    gap = int(rng.integers(1, 5))
+    out = np.zeros((h, w + gap + seen), bool)
+    top = int(rng.integers(0, max(1, h - part.shape[0] + 1)))
+    part = part[: h - top]
+    if left:
+        out[:, gap + seen :] = m
+        out[top : top + part.shape[0], :seen] = part
+    else:
+        out[:, :w] = m
+        out[top : top + part.shape[0], w + gap :] = part
+    return digit, "stroke", bw_image(out, dark), False
+
+
+def closed_four(rng: np.random.Generator) -> list:
+    """A 4 drawn as a closed triangle with a crossbar: a diagonal from the stem's top down to
+    the left, the bar across past the stem, and the stem from the apex to the base (unit
+    box); the stem sometimes starts a little above the apex."""
+    stem = rng.uniform(0.55, 0.68)
+    bar = rng.uniform(0.52, 0.7)
+    left = rng.uniform(0.1, 0.3)
+    apex = (stem + rng.uniform(-0.03, 0.01), 0.04)
+    beyond = stem + rng.uniform(0.05, 0.22)
+    top = 0.04 - (rng.uniform(0.0, 0.06) if rng.random() < 0.4 else 0.0)
+    return [("l", [apex, (left, bar), (beyond, bar)]), ("l", [(stem, top), (stem, 0.97)])]
+
+
+FELT_PENS = [(25, 25, 30), (30, 50, 150), (170, 30, 40), (30, 110, 60)]
+
+
+def make_closedfour(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """Closed-top 4s photographed: ballpoint or fine pen on grey paper, or felt pen (thick) on
+    tinted paper (JPEG)."""
+    shear, sx, wobble = rng.uniform(-0.1, 0.1), rng.uniform(0.85, 1.15), rng.uniform(0.01, 0.02)
+    paths = rotated(jitter(closed_four(rng), rng, shear, sx, wobble), rng.uniform(-8, 8))
+    felt = i % 2 == 1
+    width = rng.uniform(0.08, 0.14) if felt else rng.uniform(0.025, 0.055)
+    mask = brush(paths, 240, int(width * 240), True)
+    w, h = canvas_size(rng, 360)
+    m, _ = place(mask, w, h, rng, span=(0.35, 0.8))
+    if felt:
+        paper = np.array(TINTED_PAPER[rng.integers(len(TINTED_PAPER))], np.float32)
+        pen = np.array(FELT_PENS[rng.integers(len(FELT_PENS))], np.float32)
+        opacity = rng.uniform(0.8, 0.95)
+    else:
+        grey = rng.uniform(100, 195)
+        paper = np.array([grey, grey, grey * rng.uniform(0.93, 1.0)], np.float32)
+        pen = np.array(BALLPOINT[rng.integers(len(BALLPOINT))], np.float32)
+        opacity = rng.uniform(0.45, 0.9)
+    im = paper_photo(m, rng, paper + rng.uniform(-5, 5, 3), pen, opacity, rng.uniform(0.5, 0.9),
+                     rng.uniform(0.3, 1.2))
+    return 4, "stroke", im, True
+
+
+def make_phonebig(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """A full-size phone photo (1000-1900 pixels a side, 4:3 either way) of a small digit
+    (4-12% of the short side) in marker or ballpoint on paper, in uneven light, slightly out
+    of focus; a closed-top 4 for every 4 (JPEG at moderate quality)."""
+    digit = i % 10
+    if digit == 4:
+        shear, sx = rng.uniform(-0.1, 0.1), rng.uniform(0.85, 1.15)
+        paths = rotated(jitter(closed_four(rng), rng, shear, sx, 0.015), rng.uniform(-8, 8))
+    else:
+        paths = template_paths(digit, rng)
+    marker = i % 2 == 0
+    width = rng.uniform(0.07, 0.12) if marker else rng.uniform(0.025, 0.045)
+    mask = brush(paths, 240, int(width * 240), True)
+    long = int(rng.uniform(1000, 1900))
+    w, h = (long, long * 3 // 4) if rng.random() < 0.5 else (long * 3 // 4, long)
+    height = int(rng.uniform(0.04, 0.12) * min(w, h))
+    glyph = scaled(mask, height)
+    m = np.zeros((h, w), np.float32)
+    y = int(rng.uniform(0.2, 0.8) * (h - height))
+    x = int(rng.uniform(0.2, 0.8) * (w - glyph.shape[1]))
+    m[y : y + height, x : x + glyph.shape[1]] = glyph
+    paper = paper_colour(rng)
+    pen = np.array([(25, 25, 30), (30, 40, 120), (40, 60, 150)][rng.integers(3)], np.float32)
+    img = np.broadcast_to(paper, (h, w, 3)).copy()
+    img = ink(img, m, pen, rng.uniform(0.8, 0.95) if marker else rng.uniform(0.6, 0.85))
+    img = img * lighting(w, h, rng, 0.7)[..., None]
+    img += rng.normal(0, 1.2, (h, w, 1)).astype(np.float32)  # what a phone's denoiser leaves
+    im = Image.fromarray(img.clip(0, 255).astype(np.uint8))
+    return digit, "stroke", im.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 2.0))), True
+
+
+def make_flagbase(i: int, rng: np.random.Generator, fonts: list) -> tuple:
+    """A 1 with a flag and a base serif, always both: a photo, a ballpoint photo or a
+    drawing."""
+    strokes = euro_one(rng, base=True)
+    shear, sx, wobble = rng.uniform(-0.1, 0.1), rng.uniform(0.85, 1.15), rng.uniform(0.01, 0.02)
+    paths = rotated(jitter(strokes, rng, shear, sx, wobble), rng.uniform(-4, 4))
+    style = ["photo", "ballpoint", "drawing"][i % 3]
+    width = rng.uniform(0.025, 0.05) if style == "ballpoint" else rng.uniform(0.04, 0.12)
+    mask = brush(paths, 240, int(width * 240), True)
+    if style == "ballpoint":
+        return 1, "stroke", ballpoint_photo(mask, rng), True
+    if style == "photo":
+        return 1, "stroke", make_photo(mask, rng), True
+    return 1, "stroke", make_drawing(mask, rng), False
+
+
 KINDS = {
     "small1px": make_small1px,
     "mnistlike": make_mnistlike,
@@ -640,23 +845,61 @@ KINDS = {
     "edgefragment": make_edgefragment,
     "ballpoint": make_ballpoint,
     "euro": make_euro,
+    "faint": make_faint,
+    "tightcrop": make_tightcrop,
+    "tightblob": make_tightblob,
+    "closedfour": make_closedfour,
+    "phonebig": make_phonebig,
+    "flagbase": make_flagbase,
 }
+
+
+# Images of each added kind by default (--per-kind overrides them all).
+KIND_COUNTS = {kind: 20 for kind in KINDS} | {"tightblob": 15, "phonebig": 10, "flagbase": 12}
+
+
+def make_kinds(out: Path, kinds: list[str], per_kind: int | None, seed: int, fonts: list,
+               counts: Counter) -> None:
+    """The images of the added `kinds`, each from its own RNG streams."""
+    for k, (kind, make) in enumerate(KINDS.items()):
+        if kind not in kinds:
+            continue
+        for i in range(per_kind if per_kind is not None else KIND_COUNTS[kind]):
+            rng = np.random.default_rng([seed, KIND_STREAM + k, i])
+            digit, source, im, jpeg = make(i, rng, fonts)
+            save_kind(im, out / f"{digit}_{source}_{kind}_{i:04d}", rng, jpeg)
+            counts[kind] += 1
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("tests/data/user_digits"))
     ap.add_argument("--per-digit", type=int, default=30)
-    ap.add_argument("--per-kind", type=int, default=20, help="images of each added kind")
+    ap.add_argument("--per-kind", type=int, default=None,
+                    help="images of each added kind (default: KIND_COUNTS)")
     ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--kinds", help="comma-separated added kinds to (re)make alone, replacing "
+                    "only their images (the font images need the fonts; these kinds do not)")
     args = ap.parse_args()
     fonts = available_fonts()
     print(f"{len(fonts)} font files found: {sorted({k for k, _ in fonts})}")
     args.out.mkdir(parents=True, exist_ok=True)
+    counts: Counter = Counter()
+    if args.kinds:
+        kinds = args.kinds.split(",")
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            ap.error(f"unknown kinds {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+        for kind in kinds:
+            for old in [*args.out.glob(f"[0-9]_*_{kind}_*.png"),
+                        *args.out.glob(f"[0-9]_*_{kind}_*.jpg")]:
+                old.unlink()
+        make_kinds(args.out, kinds, args.per_kind, args.seed, fonts, counts)
+        print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+        return
     for old in [*args.out.glob("[0-9]_*.png"), *args.out.glob("[0-9]_*.jpg")]:
         old.unlink()  # a previous run's images (names change with fonts and options)
     names, probs = list(STYLES), [p for _, p in STYLES.values()]
-    counts: Counter = Counter()
     for digit in range(10):
         for i in range(args.per_digit):
             rng = np.random.default_rng([args.seed, digit, i])
@@ -670,12 +913,7 @@ def main() -> None:
             save(im, style, args.out / f"{digit}_{source}_{style}_{i:04d}", rng)
             counts[source.split("-")[0]] += 1
             counts[style] += 1
-    for k, (kind, make) in enumerate(KINDS.items()):
-        for i in range(args.per_kind):
-            rng = np.random.default_rng([args.seed, KIND_STREAM + k, i])
-            digit, source, im, jpeg = make(i, rng, fonts)
-            save_kind(im, args.out / f"{digit}_{source}_{kind}_{i:04d}", rng, jpeg)
-            counts[kind] += 1
+    make_kinds(args.out, list(KINDS), args.per_kind, args.seed, fonts, counts)
     print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
 
 

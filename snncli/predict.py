@@ -15,7 +15,7 @@ from .data import normalise
 from .errors import ImageError, one_line
 from .files import special_file_kind
 from .models.base import Classified
-from .preprocess import load_digit
+from .preprocess import Prepared, load_prepared
 from .runtime import tune_for_device
 
 BATCH = 256  # images read and classified at a time
@@ -35,6 +35,7 @@ class Prediction:
     image: np.ndarray  # the 28x28 uint8 input the network saw
     raster: np.ndarray  # [T, C] output layer over time (spikes, or outputs for the mlp)
     label: int | None = None  # the true digit, when known (MNIST samples)
+    low_contrast: bool = False  # its ink was faint and read by stretching it (LOW_CONTRAST)
 
     def to_dict(self, output_is_spikes: bool) -> dict:
         known = {} if self.label is None else {
@@ -46,6 +47,7 @@ class Prediction:
             "confidence": round(self.confidence, 6),
             "spike_counts": [int(s) for s in self.scores] if output_is_spikes else None,
             "scores": [round(float(s), 6) for s in self.scores],
+            "low_contrast": self.low_contrast,
             **known,
         }
 
@@ -122,7 +124,7 @@ def expand_inputs(arguments: list[str]) -> list[str | Failure]:
     return found
 
 
-def read_digit(path: str, stdin: bytes | None = None) -> np.ndarray | Failure:
+def read_digit(path: str, stdin: bytes | None = None) -> Prepared | Failure:
     """The MNIST-like digit of one input, or a Failure saying in one line why there is none."""
     name = "<stdin>" if path == "-" else path
     label = one_line(name)
@@ -135,7 +137,7 @@ def read_digit(path: str, stdin: bytes | None = None) -> np.ndarray | Failure:
             # alone, in one line, instead of printing lines of its own.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", RuntimeWarning)
-            return load_digit((stdin or b"") if path == "-" else path, label)
+            return load_prepared((stdin or b"") if path == "-" else path, label)
     except ImageError as exc:
         return Failure(name, str(exc))
     except Exception as exc:  # an image the pipeline cannot handle must not stop the others
@@ -165,7 +167,7 @@ def _predict_batches(classify: Classifier, items: list[str | Failure], stdin: by
     for start in range(0, len(items), BATCH):
         chunk = items[start : start + BATCH]
         read = [item if isinstance(item, Failure) else read_digit(item, stdin) for item in chunk]
-        digits = [d for d in read if not isinstance(d, Failure)]
+        digits = [d.image for d in read if not isinstance(d, Failure)]
         if digits:
             found = classify(digits)
         index = 0
@@ -173,7 +175,9 @@ def _predict_batches(classify: Classifier, items: list[str | Failure], stdin: by
             if isinstance(digit, Failure):
                 yield digit
                 continue
-            yield _prediction(classify.model, item, digit, found, index)
+            prediction = _prediction(classify.model, item, digit.image, found, index)
+            prediction.low_contrast = digit.low_contrast
+            yield prediction
             index += 1
 
 

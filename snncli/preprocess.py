@@ -14,6 +14,7 @@ import struct
 import sys
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,12 @@ def border_values(grey: np.ndarray) -> np.ndarray:
     )
 
 
+def _sample(image: np.ndarray) -> np.ndarray:
+    """Every other pixel of every other row of a large image: enough for its statistics
+    (percentiles of tones, a smooth background's median), at a quarter of their cost."""
+    return image[::2, ::2] if image.size > 20_000 else image
+
+
 def _background_size(grey: np.ndarray) -> int:
     """Width of the filters that estimate the background: wider than any stroke."""
     return max(3, min(grey.shape) // 3)
@@ -256,6 +263,9 @@ def ink_is_dark(grey: np.ndarray) -> bool:
     Faint ink in a strong gradient may stay within that range; then the same test runs with
     the gradient taken out (`_flattened`), and failing that, the border's level decides."""
     border = border_values(grey)
+    tight = _tight_crop_ink_is_dark(grey, border)
+    if tight is not None:
+        return tight
     level = np.median(border)
     if not 0.3 < level < 0.7:
         return bool(level > 0.5)
@@ -267,6 +277,33 @@ def ink_is_dark(grey: np.ndarray) -> bool:
         if abs(dark - light) >= 0.03:
             return bool(dark > light)
     return bool(level > 0.5)
+
+
+def _tight_crop_ink_is_dark(grey: np.ndarray, border: np.ndarray) -> bool | None:
+    """For a high-contrast image whose border is a quarter or more of each of its two tones
+    (ink crossing the edges: a digit cropped tightly to its ink, where ink may even hold most
+    of the border), whether the ink is the dark tone; None for any other image. The ink is
+    the tone in fewer pieces: a digit is one or two strokes, and the ink crossing the edges
+    cuts the paper into several (a tight 7 leaves paper left and right of its stem, a 0 its
+    corners and hole); with as many, the tone covering less of the image."""
+    low, high = np.percentile(_sample(grey), [2, 98])
+    if high - low < 0.5:
+        return None
+    mid = (low + high) / 2
+    dark_share = float(np.mean(border < mid))
+    if min(dark_share, 1 - dark_share) < 0.25:
+        return None
+    dark = grey < mid
+    least = max(4, dark.size // 200)  # a piece of at least half a percent: no JPEG speckle
+
+    def pieces(mask: np.ndarray) -> int:
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        return int((np.bincount(labels.ravel())[1:] >= least).sum())
+
+    dark_pieces, light_pieces = pieces(dark), pieces(~dark)
+    if dark_pieces != light_pieces:
+        return dark_pieces < light_pieces
+    return bool(dark.mean() < 0.5)
 
 
 def _flattened(grey: np.ndarray) -> np.ndarray:
@@ -291,33 +328,164 @@ def fix_polarity(grey: np.ndarray) -> np.ndarray:
     return 1.0 - grey if ink_is_dark(grey) else grey
 
 
-def remove_background(grey: np.ndarray, paper: bool = False) -> np.ndarray:
-    """Subtract uneven lighting (a grey opening wider than strokes) and stretch contrast to 0-1.
+def remove_background(grey: np.ndarray, paper: bool = False, noise: float = 0.0,
+                      scale: float = 1.0) -> np.ndarray:
+    """Subtract uneven lighting and stretch contrast to 0-1 (`ink_depth`, `stretch_ink`);
+    all zeros for an image holding no stroke (uniform, or noise alone)."""
+    ink = stretch_ink(ink_depth(grey, paper), noise, scale)
+    return np.zeros_like(grey) if ink is None else ink
+
+
+def ink_depth(grey: np.ndarray, paper: bool = False) -> np.ndarray:
+    """How far each pixel of a bright-ink image rises above its local background, relative
+    to the paper's brightness when `paper` (`ink_and_paper`)."""
+    return ink_and_paper(grey, paper)[0]
+
+
+def ink_and_paper(grey: np.ndarray, paper: bool = False) -> tuple[np.ndarray, float]:
+    """How far each pixel of a bright-ink image rises above its local background (uneven
+    lighting subtracted by a grey opening wider than strokes), not stretched; the border's
+    median is 0, so the background lies around 0 (noise of either sign). Also the paper's
+    median brightness (1 for light ink on a dark ground): depth times that is grey levels.
 
     `paper`: `grey` is an inverted photo of dark ink on paper, so one minus the background is
     the paper's brightness, and the ink's depth is divided by it: light falls on ink and paper
     alike, so a stroke in a shadow is as deep, relative to its paper, as one in full light.
     The background is estimated as if the image went on beyond its border as its edge pixels
     do (not mirrored, as the filters would by default): a stroke near the border is then not
-    mirrored into a wider one and taken for background, and ink at the border does not darken
-    the estimate beside it. The filters reach half their width, so that much padding does."""
-    size = _background_size(grey)
-    pad = size // 2 + 1
-    padded = np.pad(grey, pad, mode="edge")
-    background = ndimage.grey_opening(padded, size=(size, size), mode="nearest")
-    background = ndimage.uniform_filter(background, size=size, mode="nearest")[pad:-pad, pad:-pad]
-    flat = np.clip(grey - background, 0, None)
+    mirrored into a wider one and taken for background, and ink at the border does not
+    darken the estimate beside it. Ink on the edge itself is not repeated (`_inkless_edge`):
+    a tight crop's top bar, repeated outward, would be as wide as the filter and taken for
+    background. The filters reach half their width, so that much padding does."""
+    paper_level = _two_tone_paper(grey)
+    if paper_level is not None:  # no lighting to undo, and any stroke may be wide
+        background = np.full_like(grey, paper_level)
+    else:
+        size = _background_size(grey)
+        pad = size // 2 + 1
+        padded = np.pad(_inkless_edge(grey, size), pad, mode="edge")
+        padded[pad:-pad, pad:-pad] = grey
+        background = ndimage.grey_opening(padded, size=(size, size), mode="nearest")
+        background = ndimage.uniform_filter(background, size=size, mode="nearest")
+        background = background[pad:-pad, pad:-pad]
+    flat = grey - background
+    brightness = 1.0
     if paper:
         flat = flat / np.maximum(1.0 - background, 0.1)
-    flat -= np.median(border_values(flat))
-    flat = np.clip(flat, 0, None)
-    peak = flat.max()
-    if peak <= 0.08:  # no contrast at all: a blank image
-        return np.zeros_like(flat)
+        brightness = float(np.median(1.0 - _sample(background)))
+    if paper_level is not None:
+        return flat, brightness
+    # What is left of the background after the opening: the border's level.
+    return flat - np.median(border_values(np.clip(flat, 0, None))), brightness
+
+
+def _two_tone_paper(grey: np.ndarray) -> float | None:
+    """The paper's level of a clean two-tone image of bright ink (a drawing app's export, a
+    thresholded scan or crop: 95% of its pixels within 0.1 of its darkest or its brightest
+    tone, which lie over 0.5 apart), or None for any other image (photos: shading, grain).
+    Such an image needs no lighting removed, and the grey opening that removes it would take
+    a stroke wider than its window (a third of a tight crop's narrow side) for paper."""
+    grey = _sample(grey)
+    low, high = np.percentile(grey, [2, 98])
+    if high - low <= 0.5:
+        return None
+    near = (np.abs(grey - low) <= 0.1) | (np.abs(grey - high) <= 0.1)
+    if near.mean() < 0.95:
+        return None
+    return float(np.median(grey[grey < (low + high) / 2]))
+
+
+def _inkless_edge(grey: np.ndarray, size: int) -> np.ndarray:
+    """`grey` with the ink on its outermost rows and columns replaced by the background
+    beside it: a grey opening that sees only the image (outside counts as darker than
+    anything), so a stroke along the edge is background nowhere. Only clear ink is replaced
+    (over half the image's deepest ink above that background, and 0.3): a page's shading
+    toward the edge, which that opening underestimates, stays as it is."""
+    ring = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if ring.max() - grey.min() <= 0.3:  # nothing on the edge rises that far above anything
+        return grey
+    inside = ndimage.grey_opening(grey, size=(size, size), mode="constant",
+                                  cval=float(grey.min()))
+    rise = grey - inside
+    ink = rise > max(0.5 * float(rise.max()), 0.3)
+    ink[1:-1, 1:-1] = False
+    return np.where(ink, inside, grey)
+
+
+def noise_level(grey: np.ndarray) -> float:
+    """The pixel noise's standard deviation (sensor grain, paper texture), robust to strokes:
+    from the differences between neighbouring pixels, the largest fifth (edges of strokes)
+    left out. A Gaussian's differences below their 80th percentile hold 0.4377 of the
+    variance of all of them, which are twice the pixels' variance."""
+    diffs = np.abs(np.concatenate([np.diff(grey, axis=0)[:, ::2].ravel(),
+                                   np.diff(grey, axis=1)[::2].ravel()]))
+    if diffs.size == 0:
+        return 0.0
+    low = np.partition(diffs, int(0.8 * (diffs.size - 1)))[: int(0.8 * (diffs.size - 1)) + 1]
+    return float(np.sqrt(np.mean(low**2) / (2 * 0.4377)))
+
+
+# Strokes whose body lies less than this below (or above) the paper are low in contrast
+# (24 grey levels of 255): faint pencil, dim ballpoint, read only by stretching them a lot.
+LOW_CONTRAST = 24 / 255
+CLEAR_INK = 0.2  # ink this deep (about 50 grey levels on white paper) is never mistaken
+QUANTUM = 1.5 / 255  # steps smaller than this are rounding in an 8-bit file, not ink
+# What smoothing over 0.8 of a given pixel leaves of independent pixel noise (1 / (2 sqrt(pi)
+# 0.8)); in an enlarged image the pixels are not independent, so the noise is measured before.
+SMOOTHED_NOISE = 0.35
+
+
+def stroke_signal(flat: np.ndarray, noise: float, scale: float = 1.0) -> np.ndarray | None:
+    """`flat` (`ink_depth`) itself when its ink is clear, else smoothed over about one pixel
+    of the given image (`scale`: how much it was enlarged); None when it holds no stroke.
+
+    Ink whose strokes are CLEAR_INK deep and 12 times the `noise` is a stroke. Fainter ink
+    is one if it forms a connected run at least 8 of the given image's pixels long standing
+    out of a band-pass of the ink (smoothed over 0.8 of a pixel, less the ink smoothed over 2.5):
+    by 3 times the band-pass's own spread (its median absolute value, so the noise, texture
+    and JPEG blocks, whatever the strokes), 3 times what smoothing leaves of the pixel
+    `noise`, and QUANTUM. The band-pass keeps lines and drops blotches of paper texture and
+    gentle shading, so noise alone makes specks, never a line, while a 1-pixel line 10 grey
+    levels deep on white paper is one."""
+    if ink_contrast(np.clip(flat, 0, None)) >= max(CLEAR_INK, 12 * noise):
+        return flat  # ink far above the paper and its noise: no need to look closer
+    size = max(scale, 1.0)
+    smooth = ndimage.gaussian_filter(flat, 0.8 * size, mode="nearest")
+    band = smooth - ndimage.gaussian_filter(flat, 2.5 * size, mode="nearest")
+    spread = 1.4826 * float(np.median(np.abs(band)))
+    above = band > max(3 * spread, 3 * noise * SMOOTHED_NOISE, QUANTUM)
+    if not above.any():
+        return None
+    labels, _ = ndimage.label(above, structure=np.ones((3, 3)))
+    longest = max(max(b[0].stop - b[0].start, b[1].stop - b[1].start)
+                  for b in ndimage.find_objects(labels))
+    return smooth if longest >= 8 * size else None
+
+
+def stretch_ink(flat: np.ndarray, noise: float = 0.0, scale: float = 1.0) -> np.ndarray | None:
+    """The ink of `flat` (`ink_depth`) stretched so the body of its strokes reaches 1, or None
+    when it holds no stroke (`stroke_signal`). Faint ink in noise (strokes under 12 times
+    the noise deep) is read from the smoothed signal, so the stretch does not make grain into
+    ink."""
+    signal = stroke_signal(flat, noise, scale)
+    if signal is None:
+        return None
+    ink = np.clip(flat, 0, None)
+    if signal is not flat and ink_contrast(ink) < 12 * noise:
+        # the smoothed ink less the noise that smoothing leaves (3 deviations)
+        ink = np.clip(signal - 3 * SMOOTHED_NOISE * noise, 0, None)
+    peak = ink.max()
     # Scale so the body of the strokes reaches 1: a high percentile of the inky pixels only,
     # since a small digit on a large canvas is well under 1% of all pixels.
-    top = np.percentile(flat[flat > 0.25 * peak], 90)
-    return np.clip(flat / top, 0, 1)
+    top = np.percentile(ink[ink > 0.25 * peak], 90)
+    return np.clip(ink / top, 0, 1)
+
+
+def ink_contrast(ink: np.ndarray) -> float:
+    """The depth of the body of the strokes in `ink` (`ink_depth`, clipped at 0): the 90th
+    percentile of the pixels over a quarter of the deepest."""
+    peak = ink.max()
+    return float(np.percentile(ink[ink > 0.25 * peak], 90)) if peak > 0 else 0.0
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -334,7 +502,8 @@ def otsu_threshold(values: np.ndarray) -> float:
 def digit_mask(ink: np.ndarray) -> np.ndarray:
     """Pixels of the digit: Otsu-thresholded ink; the largest component and the sizeable
     components near it (a 5's flag, a broken stroke) are kept, far specks and dirt dropped,
-    and so are pieces of neighbouring digits cut by the image's edge (`_inside_only`)."""
+    and so are pieces of neighbouring digits cut by the image's edge (`_inside_only`,
+    `_side_sliver`)."""
     mask = ink > max(0.2, otsu_threshold(ink))
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count <= 1:
@@ -342,7 +511,9 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
     boxes = ndimage.find_objects(labels)
     candidates = _inside_only(sizes, boxes, mask.shape)
-    keep = {max(candidates, key=lambda i: sizes[i])}
+    main = max(candidates, key=lambda i: sizes[i])
+    candidates = [i for i in candidates if not _side_sliver(i, main, sizes, boxes, mask.shape)]
+    keep = {main}
     grown = True
     while grown:  # add components that touch the kept ones' box, grown by a third of its size
         grown = False
@@ -389,10 +560,28 @@ def _inside_only(sizes: np.ndarray, boxes: list, shape: tuple[int, int]) -> list
     return inside if rival else list(range(len(boxes)))
 
 
+def _side_sliver(i: int, main: int, sizes: np.ndarray, boxes: list,
+                 shape: tuple[int, int]) -> bool:
+    """Whether component `i` is a sliver of a neighbouring digit at the left or right edge of
+    an image cropped tightly around a digit in a row: it touches that edge, which the largest
+    component (`main`) does not, lies wholly beyond that component's columns, and is small
+    beside it (under 0.35 of its ink, and narrower than 0.35 of its longer side). A part of
+    the digit itself overlaps its columns or is larger: a 5's flag, the stem of a 4 drawn in
+    two strokes."""
+    rows, cols = boxes[i]
+    main_cols = boxes[main][1]
+    width = shape[1]
+    main_rows = boxes[main][0]
+    longest = max(main_rows.stop - main_rows.start, main_cols.stop - main_cols.start)
+    small = sizes[i] < 0.35 * sizes[main] and cols.stop - cols.start < 0.35 * longest
+    left = cols.start == 0 and main_cols.start > 0 and cols.stop <= main_cols.start
+    right = cols.stop == width and main_cols.stop < width and cols.start >= main_cols.stop
+    return bool(small and (left or right))
+
+
 def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The ink of the kept components (with their anti-aliased rims), cropped to its box."""
-    near = ndimage.binary_dilation(mask, iterations=2)
-    digit = np.where(near & (ink > 0.05), ink, 0.0)
+    digit = np.where(mask_near(mask) & (ink > 0.05), ink, 0.0)
     rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
     return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
@@ -487,24 +676,102 @@ def as_mnist(grey: np.ndarray) -> np.ndarray | None:
     return centre_by_mass(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 
 
-def mnist_like(image: Image.Image, label: str = "image") -> np.ndarray:
-    """Any digit image -> uint8 [28, 28], white digit on black, MNIST layout."""
+@dataclass
+class Prepared:
+    """A user's image made like MNIST: the uint8 [28, 28] digit, white on black, and whether
+    its ink was low in contrast (LOW_CONTRAST) and read only by stretching it."""
+
+    image: np.ndarray
+    low_contrast: bool = False
+
+
+def prepare(image: Image.Image, label: str = "image") -> Prepared:
+    """Any digit image -> its MNIST-like digit (`Prepared`); ImageError when it holds none."""
     if image.width < 4 or image.height < 4:
         raise ImageError(f"{label} is too small ({image.width}x{image.height}) to hold a digit")
     grey = to_grey(image)
     ready = as_mnist(grey)
     if ready is not None:
-        return (ready * 255).round().astype(np.uint8)
-    grey = enlarge_small(reduce_size(grey))
-    dark = ink_is_dark(grey)
-    ink = remove_background(1.0 - grey if dark else grey, paper=dark)
-    mask = digit_mask(ink)
-    if not mask.any() or ink.max() <= 0:
+        return Prepared((ready * 255).round().astype(np.uint8))
+    grey = reduce_size(grey)
+    found = find_digit(grey, label)
+    found = _closer_look(image, grey, found, label) or found
+    digit = fit_box(match_stroke(crop_to_digit(found.ink, found.mask), MNIST_STROKE))
+    image = (centre_by_mass(digit) * 255).round().astype(np.uint8)
+    return Prepared(image, low_contrast=bool(found.depth < LOW_CONTRAST))
+
+
+@dataclass
+class Found:
+    """A digit found in a grey image: its stretched ink and mask (in the image enlarged by
+    `enlarged`, `enlarge_small`), the ink's depth in grey levels (0-1) and its polarity."""
+
+    ink: np.ndarray
+    mask: np.ndarray
+    depth: float
+    dark: bool
+    enlarged: float
+
+
+def find_digit(grey: np.ndarray, label: str, dark: bool | None = None) -> Found:
+    """The digit of a grey image of at most WORK_SIZE a side (`dark`: its polarity, found
+    from the image when None); ImageError when it holds none."""
+    noise = noise_level(grey)
+    work = enlarge_small(grey)
+    scale = work.shape[1] / grey.shape[1]
+    dark = ink_is_dark(work) if dark is None else dark
+    flat, brightness = ink_and_paper(1.0 - work if dark else work, paper=dark)
+    ink = stretch_ink(flat, noise, scale)
+    if ink is None:
         raise ImageError(f"no digit found in {label}: the image is blank")
-    digit = fit_box(match_stroke(crop_to_digit(ink, mask), MNIST_STROKE))
-    return (centre_by_mass(digit) * 255).round().astype(np.uint8)
+    mask = digit_mask(ink)
+    if not mask.any():
+        raise ImageError(f"no digit found in {label}: the image is blank")
+    depth = ink_contrast(np.clip(flat[mask], 0, None)) * brightness
+    return Found(ink, mask, depth, dark, scale)
+
+
+# A digit under this many pixels (its box's longer side) in an image reduced to WORK_SIZE is
+# looked at again in the image as given: a phone photo of a small digit.
+CLOSE_LOOK = 48
+
+
+def _closer_look(image: Image.Image, grey: np.ndarray, found: Found, label: str) -> Found | None:
+    """The digit found again in a crop of the image as given (the digit's box and as much
+    again on every side, at most WORK_SIZE a side after reduction) when the image was reduced
+    at least 1.5 times and the digit came out small (under CLOSE_LOOK pixels): MNIST's
+    digits were scanned with their strokes several pixels wide, while a small digit on a
+    large photo, reduced, keeps them under one. None when the crop says no better."""
+    factor = image.width / grey.shape[1]
+    rows = np.flatnonzero(found.mask.any(1)) / found.enlarged
+    cols = np.flatnonzero(found.mask.any(0)) / found.enlarged
+    size = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    if factor < 1.5 or size >= CLOSE_LOOK:
+        return None
+    top, bottom = (rows[0] - size) * factor, (rows[-1] + 1 + size) * factor
+    left, right = (cols[0] - size) * factor, (cols[-1] + 1 + size) * factor
+    box = (max(0, int(left)), max(0, int(top)), min(image.width, int(np.ceil(right))),
+           min(image.height, int(np.ceil(bottom))))
+    try:
+        return find_digit(reduce_size(to_grey(image.crop(box))), label, found.dark)
+    except ImageError:
+        return None
+
+
+def mask_near(mask: np.ndarray) -> np.ndarray:
+    """The digit's pixels and those within two of them (its anti-aliased rims)."""
+    return ndimage.binary_dilation(mask, iterations=2)
+
+
+def mnist_like(image: Image.Image, label: str = "image") -> np.ndarray:
+    """Any digit image -> uint8 [28, 28], white digit on black, MNIST layout."""
+    return prepare(image, label).image
+
+
+def load_prepared(source: str | Path | bytes, name: str | None = None) -> Prepared:
+    label = name or str(source if not isinstance(source, bytes) else "<stdin>")
+    return prepare(open_image(source, label), label)
 
 
 def load_digit(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
-    label = name or str(source if not isinstance(source, bytes) else "<stdin>")
-    return mnist_like(open_image(source, label), label)
+    return load_prepared(source, name).image

@@ -2,7 +2,8 @@
 
 MNIST's writers were mostly American: its 1s are bare sticks and its 7s uncrossed. Many users
 write a 1 with a long up-stroke flag and often a base serif, and cross their 7s; a model that
-never saw those reads such a 1 as a 7, 4 or 2. `style_digits` draws these forms with a round
+never saw those reads such a 1 as a 7, 4 or 2. Others close the top of their 4 into a
+triangle, which a model reads as a 9 or a 1. `style_digits` draws these forms with a round
 pen from jittered templates (random slant, width, flag length, pen width) and makes each one
 the way MNIST's digits were made (cropped, fitted to 20x20, centred by mass in 28x28), so
 training can add them beside MNIST's own (the recipe setting `styles`).
@@ -46,7 +47,23 @@ def _crossed_seven(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
     return strokes
 
 
+def _closed_four(rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    """A 4 drawn as a closed triangle: a diagonal from the stem's top down to the left, the
+    crossbar back across past the stem, and the stem from the top to the base; the triangle
+    narrow or wide, the stem sometimes starting a little above the apex."""
+    stem = rng.uniform(0.55, 0.7)
+    bar = rng.uniform(0.5, 0.72)
+    corner = (rng.uniform(0.05, 0.4), bar)
+    beyond = (stem + rng.uniform(0.05, 0.25), bar + rng.uniform(-0.03, 0.03))
+    top = -rng.uniform(0.0, 0.06) if rng.random() < 0.4 else 0.0
+    return [[(stem, 0.0), corner, beyond], [(stem, top), (stem, 1.0)]]
+
+
 STYLES = {1: _european_one, 7: _crossed_seven}
+# Styles added later draw from RNG streams of their own, so that the digits of the styles
+# above come out for a seed as they did before (one in every len(ALL_STYLES) places).
+LATER_STYLES = {4: _closed_four}
+ALL_STYLES = [*STYLES, *LATER_STYLES]
 
 
 def draw_strokes(strokes, rng: np.random.Generator) -> np.ndarray:
@@ -69,12 +86,16 @@ def draw_strokes(strokes, rng: np.random.Generator) -> np.ndarray:
 
 
 def style_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`count` MNIST-like uint8 [count, 28, 28] digits of the styles above (1s and 7s in
-    turn) and their labels; the same for the same seed."""
+    """`count` MNIST-like uint8 [count, 28, 28] digits of the styles above (1s, 7s and
+    closed 4s in turn) and their labels; the same for the same seed. The 1s and 7s are drawn
+    from the seed's RNG in the order they always were, each later style from its own."""
     rng = np.random.default_rng(seed)
-    labels = np.array([list(STYLES)[i % len(STYLES)] for i in range(count)], dtype=np.int64)
+    later = {label: np.random.default_rng([seed, label]) for label in LATER_STYLES}
+    labels = np.array([ALL_STYLES[i % len(ALL_STYLES)] for i in range(count)], dtype=np.int64)
     images = np.zeros((count, 28, 28), dtype=np.uint8)
     for i, label in enumerate(labels):
-        digit = fit_box(draw_strokes(STYLES[int(label)](rng), rng))
+        draw = later.get(int(label), rng)
+        make = LATER_STYLES.get(int(label)) or STYLES[int(label)]
+        digit = fit_box(draw_strokes(make(draw), draw))
         images[i] = (centre_by_mass(digit) * 255).round().astype(np.uint8)
     return images, labels

@@ -255,6 +255,10 @@ def _bar(fraction: float, width: int = 20) -> str:
     return "█" * filled + "·" * (width - filled)
 
 
+# Beside a prediction whose image's ink was faint and stretched to be read.
+LOW_CONTRAST_NOTE = " [yellow](low contrast)[/]"
+
+
 def prediction_table(result, output_is_spikes: bool) -> Table:
     """Spikes (or mean output) per class with bars; the runner-up named when it is close."""
     label, share = ("spikes", "share") if output_is_spikes else ("mean output", "probability")
@@ -262,7 +266,7 @@ def prediction_table(result, output_is_spikes: bool) -> Table:
     title = f"{name} → [bold green]{result.prediction}[/] ({100 * result.confidence:.0f}%"
     if result.confidence - result.runner_up_confidence < 0.2:
         title += f", runner-up {result.runner_up} at {100 * result.runner_up_confidence:.0f}%"
-    title += ")"
+    title += ")" + LOW_CONTRAST_NOTE * getattr(result, "low_contrast", False)
     if result.label is not None:
         right = result.label == result.prediction
         title += f", true {result.label}: " + ("[green]right[/]" if right else "[red]wrong[/]")
@@ -293,7 +297,7 @@ def summary_row(item) -> tuple[str, str, str, str]:
     )
     return (
         path,
-        f"{item.prediction}{verdict}",
+        f"{item.prediction}{verdict}" + LOW_CONTRAST_NOTE * getattr(item, "low_contrast", False),
         f"{100 * item.confidence:.0f}%",
         runner_up if item.runner_up_confidence > 0 else "-",
     )

@@ -631,12 +631,12 @@ def test_thousands_of_images_are_read_and_classified_a_batch_at_a_time(
     Every file is opened and decoded for real; the MNIST-like layout step is replaced by a
     plain resize (the files are MNIST-like already) to keep the test quick."""
     from snncli import predict
-    from snncli.preprocess import open_image
+    from snncli.preprocess import Prepared, open_image
 
     def quick_digit(source, name=None):
-        return np.asarray(open_image(source, name).convert("L").resize((28, 28)))
+        return Prepared(np.asarray(open_image(source, name).convert("L").resize((28, 28))))
 
-    monkeypatch.setattr(predict, "load_digit", quick_digit)
+    monkeypatch.setattr(predict, "load_prepared", quick_digit)
 
     folder = tmp_path / "many"
     folder.mkdir()
@@ -878,14 +878,14 @@ def test_image_the_pipeline_cannot_handle_fails_alone(
 
     odd = tmp_path / "odd.png"
     paper(3).save(odd)
-    real_load = predict.load_digit
+    real_load = predict.load_prepared
 
     def load(source, name=None):
         if str(source) == str(odd):
             trouble()
         return real_load(source, name)
 
-    monkeypatch.setattr(predict, "load_digit", load)
+    monkeypatch.setattr(predict, "load_prepared", load)
     result = run("predict", good, odd, "-c", mlp_checkpoint, "--json")
     assert_failed(result, f"{odd} {message}")
     assert json.loads(result.stdout)[0]["prediction"] == 1

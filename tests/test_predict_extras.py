@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from snncli import pretrained
@@ -112,3 +112,44 @@ def test_models_shows_the_bundled_weights_and_their_figures(bundled):
     size = save_checkpoint(ckpt, bundled / "mlp.pt").stat().st_size / 1e6
     text = " ".join(run("models").output.split())
     assert f"mlp │ seed │ 6 │ 98.77% │ 95.25% │ {size:.1f} MB" in text
+
+
+def test_a_faint_drawing_is_read_and_said_to_be_low_contrast(mlp_checkpoint, tmp_path):
+    """A 1-pixel pencil line 14 grey levels below white paper is read, not refused as blank,
+    and both the JSON and the tables say that it was low in contrast; a clear digit is not."""
+    line = Image.new("L", (28, 28), 0)
+    draw = ImageDraw.Draw(line)
+    draw.line([(14, 4), (14, 24)], fill=255, width=1)
+    draw.line([(10, 8), (14, 4)], fill=255, width=1)
+    faint = 250 - 14 * (np.asarray(line, dtype=np.float64) / 255)
+    Image.fromarray(faint.astype(np.uint8)).save(tmp_path / "faint.png")
+    Image.fromarray(255 - glyph(3, np.random.default_rng(0))).save(tmp_path / "clear.png")
+    images = [tmp_path / "faint.png", tmp_path / "clear.png"]
+    result = run("predict", *images, "-c", mlp_checkpoint, "--json")
+    assert result.exit_code == 0, result.output
+    faint_one, clear_one = json.loads(result.stdout)
+    assert faint_one["low_contrast"] is True and clear_one["low_contrast"] is False
+    table = " ".join(run("predict", *images, "-c", mlp_checkpoint).output.split())
+    assert table.count("(low contrast)") == 2  # the faint image's own table and its summary row
+    alone = " ".join(run("predict", images[1], "-c", mlp_checkpoint).output.split())
+    assert "low contrast" not in alone
+
+
+def test_predict_in_its_own_process_ends_at_once_with_all_its_output(mlp_checkpoint, tmp_path):
+    """`snn predict` skips Python's finalization (torch's teardown) when it ends: its JSON,
+    its error lines and its exit code still come out whole, through pipes."""
+    import subprocess
+    import sys
+
+    good = tmp_path / "good.png"
+    Image.fromarray(255 - glyph(3, np.random.default_rng(0))).save(good)
+    command = [sys.executable, "-m", "snncli", "predict", "-c", str(mlp_checkpoint), "--json"]
+    done = subprocess.run([*command, str(good), str(tmp_path / "missing.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    found = json.loads(done.stdout)
+    assert found[0]["path"] == str(good) and "prediction" in found[0]
+    assert found[1]["error"].endswith("does not exist")
+    assert done.stderr.count("error:") == 1
+    done = subprocess.run([*command, str(good)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 1

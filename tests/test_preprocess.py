@@ -14,6 +14,7 @@ from snncli.preprocess import (
     fix_polarity,
     ink_is_dark,
     load_digit,
+    load_prepared,
     mass_width,
     match_stroke,
     otsu_threshold,
@@ -317,3 +318,188 @@ def test_faint_blurry_ballpoint_on_tinted_paper_in_dim_light_is_found(tmp_path):
     out = load_digit(save(image, tmp_path / "ballpoint.png"))
     assert_mnist_layout(out)
     assert (out > 128).sum() > 60  # the whole 2, not a few bright bits
+
+
+# Faint drawings, tight crops (issue 29).
+
+
+def faint_two(size: int = 28, depth: float = 14, paper: float = 250, noise: float = 0.0,
+              seed: int = 0) -> np.ndarray:
+    """A 2 drawn with a 1-pixel light-grey pencil: its darkest pixel `depth` grey levels
+    below the paper, optionally with sensor noise."""
+    canvas = Image.new("L", (size, size), 0)
+    k = size / 28
+    ImageDraw.Draw(canvas).line(
+        [(7 * k, 8 * k), (14 * k, 4 * k), (20 * k, 8 * k), (8 * k, 23 * k), (21 * k, 23 * k)],
+        fill=255, width=1,
+    )
+    line = np.asarray(canvas, dtype=np.float64) / 255
+    grey = paper - depth * line + np.random.default_rng(seed).normal(0, noise, line.shape)
+    return grey.round().clip(0, 255).astype(np.uint8)
+
+
+def encoded(array: np.ndarray, kind: str = "PNG", **kw) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=kind, **kw)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "grey,kind",
+    [
+        (faint_two(depth=12), "PNG"),  # 12 grey levels below white paper, 28x28
+        (faint_two(depth=10, paper=255), "PNG"),
+        (faint_two(size=120, depth=15), "PNG"),  # a larger drawing, still a 1-pixel line
+        (faint_two(size=90, depth=15, paper=170, noise=1.5), "PNG"),  # on grey paper, grain
+        (faint_two(depth=18, noise=2.0, seed=3), "PNG"),  # "a little noise"
+        (faint_two(size=56, depth=16), "JPEG"),
+    ],
+    ids=["white-12", "white-10", "large", "grey-paper-noise", "noise", "jpeg"],
+)
+def test_a_faint_line_is_stretched_and_read_as_low_contrast(grey, kind):
+    assert int(grey.max()) - int(grey.min()) <= 30  # faint indeed (noise included)
+    prepared = load_prepared(encoded(grey, kind, **({"quality": 80} if kind == "JPEG" else {})))
+    assert prepared.low_contrast
+    assert_mnist_layout(prepared.image)
+    assert prepared.image.max() == 255 and (prepared.image > 128).sum() > 40  # the whole 2
+
+
+def test_a_clear_digit_is_not_low_contrast(tmp_path):
+    prepared = load_prepared(save(paper_digit(), tmp_path / "clear.png"))
+    assert not prepared.low_contrast
+
+
+@pytest.mark.parametrize("size", [28, 150])
+@pytest.mark.parametrize("paper", [250, 128, 30])
+@pytest.mark.parametrize("noise", [0.0, 2.0, 8.0, 16.0])
+def test_uniform_and_noise_only_images_are_blank(size, paper, noise):
+    grey = paper + np.random.default_rng(size + paper).normal(0, noise, (size, size))
+    data = encoded(grey.round().clip(0, 255).astype(np.uint8))
+    with pytest.raises(ImageError, match="the image is blank"):
+        load_prepared(data)
+
+
+@pytest.mark.parametrize("quality", [None, 75])
+def test_textured_paper_without_a_stroke_is_blank(quality):
+    """Blotches of paper texture and grain (and JPEG's 8x8 blocks) are not a stroke."""
+    rng = np.random.default_rng(4)
+    blotches = np.asarray(
+        Image.fromarray(rng.normal(128, 40, (12, 12)).clip(0, 255).astype(np.uint8)).resize(
+            (160, 160), Image.Resampling.BICUBIC), dtype=np.float64) - 128
+    grey = 230 + 0.1 * blotches + rng.normal(0, 2, (160, 160))
+    kind = "JPEG" if quality else "PNG"
+    data = encoded(grey.round().clip(0, 255).astype(np.uint8), kind,
+                   **({"quality": quality} if quality else {}))
+    with pytest.raises(ImageError, match="the image is blank"):
+        load_prepared(data)
+
+
+def ink_box(image: Image.Image) -> np.ndarray:
+    """The ink (bright) of a drawing, cropped to its box: True where ink."""
+    ink = np.asarray(image) > 127
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def as_mnist_made_it(ink: np.ndarray) -> np.ndarray:
+    """What MNIST's making does with a clean digit: strokes to MNIST's width, the box into
+    20x20 keeping its aspect ratio, centred by mass in 28x28."""
+    digit = fit_box(match_stroke(ink.astype(np.float64), MNIST_STROKE))
+    return (centre_by_mass(digit) * 255).round().astype(np.uint8)
+
+
+def black_and_white(ink: np.ndarray, dark_ink: bool) -> bytes:
+    return encoded(np.where(ink, 0, 255).astype(np.uint8) if dark_ink
+                   else np.where(ink, 255, 0).astype(np.uint8))
+
+
+def narrow_seven() -> np.ndarray:
+    """A 7 cropped to its ink, 40x90: its bar runs along the top edge and touches the left
+    and right ones, its foot the bottom one."""
+    canvas = Image.new("L", (40, 90), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, 39, 7), fill=255)
+    draw.line([(35, 4), (12, 89)], fill=255, width=8)
+    return ink_box(canvas)
+
+
+def tight_one() -> np.ndarray:
+    """A 1 with a flag and a base cropped to its ink (20x65): its stem is the whole right
+    edge and its base the whole bottom one, so ink is over half of the border."""
+    canvas = Image.new("L", (30, 70), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((12, 0, 19, 64), fill=255)
+    draw.line([(0, 16), (15, 2)], fill=255, width=7)
+    draw.rectangle((2, 58, 19, 64), fill=255)
+    return ink_box(canvas)
+
+
+@pytest.mark.parametrize("dark_ink", [True, False], ids=["black-on-white", "white-on-black"])
+@pytest.mark.parametrize("make", [narrow_seven, tight_one], ids=["seven", "one"])
+def test_a_tight_black_and_white_crop_comes_out_as_mnist_would_make_it(make, dark_ink):
+    ink = make()
+    assert ink[0].any() and ink[-1].any() and ink[:, 0].any() and ink[:, -1].any()
+    out = load_digit(black_and_white(ink, dark_ink))
+    assert np.abs(out.astype(int) - as_mnist_made_it(ink)).mean() < 2
+
+
+def test_a_narrow_sevens_top_bar_is_kept():
+    out = load_digit(black_and_white(narrow_seven(), dark_ink=False))
+    rows = np.flatnonzero((out > 128).any(1))
+    top = (out[rows[0] : rows[0] + 3] > 128).sum(1).max()
+    assert top >= 6  # the bar spans the 7's width (about 9 pixels), not a 1's flag
+
+
+def test_a_neighbours_blob_at_the_edge_of_a_tight_crop_is_dropped():
+    seven = narrow_seven()
+    crop = np.zeros((90, 40 + 3 + 6), bool)  # the row's next digit reaches into the crop...
+    crop[:, :40] = seven
+    crop[30:52, 43:] = True  # ...3 pixels to the right of the 7
+    alone = load_digit(black_and_white(seven, dark_ink=True))
+    assert np.abs(load_digit(black_and_white(crop, True)).astype(int) - alone).mean() < 1
+
+
+def test_a_fives_flag_in_a_tight_crop_is_kept():
+    """A detached flag overlaps the body's columns: part of the digit, not a neighbour."""
+    canvas = Image.new("L", (60, 90), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.line([(8, 4), (59, 4)], fill=255, width=8)  # the flag, not touching the body
+    draw.line([(8, 14), (5, 44)], fill=255, width=8)
+    draw.arc((0, 36, 56, 89), start=-150, end=160, fill=255, width=8)
+    out = load_digit(black_and_white(ink_box(canvas), dark_ink=True))
+    rows = np.flatnonzero((out > 128).any(1))
+    assert (out[rows[0] : rows[0] + 2] > 128).sum(1).max() >= 8  # the flag is still there
+
+
+def test_a_tight_crop_of_a_shaded_photo_keeps_the_ink_along_its_edge():
+    """Pen on paper in uneven light (not two-tone, so the lighting is removed): the 7's bar
+    along the top edge is ink, not repeated beyond the edge into a band the lighting
+    filter would take for paper."""
+    ink = narrow_seven()
+    paper = np.linspace(170, 240, ink.shape[0])[:, None] * np.ones((1, ink.shape[1]))
+    grey = np.where(ink, 40.0, paper) + np.random.default_rng(0).normal(0, 3, ink.shape)
+    out = load_digit(encoded(grey.clip(0, 255).astype(np.uint8)))
+    assert np.abs(out.astype(int) - as_mnist_made_it(ink)).mean() < 3
+
+
+def phone_photo_of_a_small_two(size=(1600, 1200), at=(700, 500), height=80, pen=5):
+    """A full-size phone photo: a small ballpoint 2 on paper in a gentle slope of light."""
+    canvas = Image.new("L", size, 0)
+    k, (x, y) = height / 20, at
+    ImageDraw.Draw(canvas).line(
+        [(x + 2 * k, y + 4 * k), (x + 8 * k, y), (x + 14 * k, y + 4 * k), (x + 2 * k, y + 19 * k),
+         (x + 15 * k, y + 19 * k)], fill=255, width=pen, joint="curve")
+    ink = np.asarray(canvas.filter(ImageFilter.GaussianBlur(1.5)), dtype=np.float64) / 255
+    light = np.linspace(1.0, 0.8, size[0])[None, :]
+    return Image.fromarray((255 * light * (0.92 - 0.7 * ink)).clip(0, 255).astype(np.uint8))
+
+
+def test_a_small_digit_on_a_large_photo_is_looked_at_closely(tmp_path):
+    """Reduced to 256 pixels a side, the 80-pixel 2 of a 1600-pixel photo would be 13 pixels
+    tall with strokes under a pixel wide; it is read from the photo as given instead, as a
+    crop around it would be."""
+    photo = phone_photo_of_a_small_two()
+    whole = load_digit(save(photo, tmp_path / "photo.jpg", quality=80))
+    crop = load_digit(save(photo.crop((600, 400, 900, 700)), tmp_path / "crop.jpg", quality=80))
+    assert_mnist_layout(whole)
+    assert np.abs(whole.astype(int) - crop).mean() < 6
