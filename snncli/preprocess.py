@@ -579,11 +579,17 @@ def _side_sliver(i: int, main: int, sizes: np.ndarray, boxes: list,
     return bool(small and (left or right))
 
 
+def crop_to_ink(image: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """`image` cropped to the box of its ink: of `where` (a mask), else of its non-zero
+    pixels."""
+    where = image != 0 if where is None else where
+    rows, cols = np.flatnonzero(where.any(1)), np.flatnonzero(where.any(0))
+    return image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
 def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The ink of the kept components (with their anti-aliased rims), cropped to its box."""
-    digit = np.where(mask_near(mask) & (ink > 0.05), ink, 0.0)
-    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
-    return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return crop_to_ink(np.where(mask_near(mask) & (ink > 0.05), ink, 0.0))
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -613,8 +619,7 @@ def match_stroke(digit: np.ndarray, target: float) -> np.ndarray:
         thin = ndimage.grey_erosion(digit, footprint=_disk(2 * -steps + 1))
         if (thin > 0.5).sum() <= 0.3 * (digit > 0.5).sum():
             return digit
-        rows, cols = np.flatnonzero(thin.any(1)), np.flatnonzero(thin.any(0))
-        return thin[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # thinning shrank its box
+        return crop_to_ink(thin)  # thinning shrank its box
     return digit
 
 
@@ -671,9 +676,7 @@ def as_mnist(grey: np.ndarray) -> np.ndarray | None:
     box = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
     if not 17 <= box <= 21 or mass_width(ink) < MNIST_MIN_WIDTH:
         return None
-    seen = ink >= 0.04  # not a JPEG's ripples in the background
-    rows, cols = np.flatnonzero(seen.any(1)), np.flatnonzero(seen.any(0))
-    return centre_by_mass(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    return centre_by_mass(crop_to_ink(ink, ink >= 0.04))  # not a JPEG's ripples around it
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .preprocess import centre_by_mass, fit_box
+from .preprocess import centre_by_mass, crop_to_ink, fit_box
 
 CANVAS = 160  # drawing size in pixels; the unit box of a template spans the middle 100
 
@@ -80,9 +80,7 @@ def draw_strokes(strokes, rng: np.random.Generator) -> np.ndarray:
         draw.line(xy, fill=255, width=round(pen), joint="curve")
         for a, b in (xy[0], xy[-1]):  # round pen ends
             draw.ellipse((a - pen / 2, b - pen / 2, a + pen / 2, b + pen / 2), fill=255)
-    ink = np.asarray(image, dtype=np.float64) / 255
-    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return crop_to_ink(np.asarray(image, dtype=np.float64) / 255)
 
 
 def style_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
