@@ -155,8 +155,11 @@ def test_version_and_shell_completion():
     assert found.returncode == 0 and found.stdout == result.output
     help_text = run("--help", env={"COLUMNS": "100"}).output
     assert "--install-completion" in help_text and "--show-completion" in help_text
-    script = run("--show-completion", "bash")
-    assert script.exit_code == 0 and "_SNN_COMPLETE=complete_bash" in script.output
+    # The installed command, in a process of its own (completion reads the program's name).
+    snn = Path(sys.executable).with_name("snn")
+    script = subprocess.run([str(snn), "--show-completion", "bash"], capture_output=True,
+                            text=True)
+    assert script.returncode == 0 and "_SNN_COMPLETE=complete_bash" in script.stdout
 
 
 def digit_images(folder: Path, count: int) -> list[Path]:
