@@ -440,7 +440,8 @@ def stroke_signal(flat: np.ndarray, noise: float, scale: float = 1.0) -> np.ndar
     of the given image (`scale`: how much it was enlarged); None when it holds no stroke.
 
     Ink whose strokes are CLEAR_INK deep and 12 times the `noise` is a stroke. Fainter ink
-    is one if it forms a connected run at least 8 of the given image's pixels long standing
+    is one if it forms a connected run at least 8 of the given image's pixels long (half its
+    side in a tiny image) standing
     out of a band-pass of the ink (smoothed over 0.8 of a pixel, less the ink smoothed over 2.5):
     by 3 times the band-pass's own spread (its median absolute value, so the noise, texture
     and JPEG blocks, whatever the strokes), 3 times what smoothing leaves of the pixel
@@ -459,7 +460,8 @@ def stroke_signal(flat: np.ndarray, noise: float, scale: float = 1.0) -> np.ndar
     labels, _ = ndimage.label(above, structure=np.ones((3, 3)))
     longest = max(max(b[0].stop - b[0].start, b[1].stop - b[1].start)
                   for b in ndimage.find_objects(labels))
-    return smooth if longest >= 8 * size else None
+    given = max(flat.shape) / size  # the given image's longer side, in its own pixels
+    return smooth if longest >= min(8, given / 2) * size else None
 
 
 def stretch_ink(flat: np.ndarray, noise: float = 0.0, scale: float = 1.0) -> np.ndarray | None:
