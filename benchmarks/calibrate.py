@@ -41,7 +41,7 @@ def main() -> None:
         temperature = fit_temperature(scores, held.labels)
         model, test_scores, test_predicted = scores_of(ckpt, test)
         correct = test_predicted == test.labels
-        print(f"{path} ({ckpt['model']}, {model.precision}): test accuracy "
+        print(f"{path} ({ckpt.model}, {model.precision}): test accuracy "
               f"{100 * correct.double().mean():.2f}%, "
               f"temperature {temperature:.4f} fitted on {len(held)} held-out training images "
               f"({time.perf_counter() - start:.0f} s)")

@@ -74,7 +74,7 @@ def main() -> None:
     step("build the model")
     digit = load_prepared(args.image).image
     step("read and prepare the image")
-    x = normalise(torch.from_numpy(digit[None]), **ckpt["normalisation"])
+    x = normalise(torch.from_numpy(digit[None]), **ckpt.normalisation)
     with torch.no_grad():
         model.classify(x)
         step(f"first forward pass ({model.precision})")

@@ -83,17 +83,16 @@ def reliability(confidence: torch.Tensor, correct: torch.Tensor) -> Reliability:
     return Reliability(rows, int(sure.sum()), accuracy)
 
 
-def held_out_split(ckpt: dict, data_dir=None):
+def held_out_split(ckpt, data_dir=None):
     """The training images the checkpoint's run held out for validation (never trained on):
     `hold_out` of MNIST's training split with the run's seed and the default size (5,000)."""
     from .data import default_val_size, hold_out, load_split
 
     train = load_split("train", data_dir)
-    seed = int(ckpt.get("recipe", {}).get("seed", 0))
-    return hold_out(train, default_val_size(len(train)), seed)[1]
+    return hold_out(train, default_val_size(len(train)), ckpt.seed)[1]
 
 
-def scores_of(ckpt: dict, split, device: str | torch.device = "cpu"):
+def scores_of(ckpt, split, device: str | torch.device = "cpu"):
     """(model, scores [N, C], predicted [N]) of a checkpoint's model on a data split."""
     from .predict import predict_digits
 

@@ -107,6 +107,12 @@ class Checkpoint:
         return name if isinstance(name, str) else None
 
     @property
+    def seed(self) -> int:
+        """The seed of the run that trained it (0 where it is not recorded)."""
+        seed = self.recipe.get("seed")
+        return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+    @property
     def steps(self) -> int:
         return self.config["steps"]
 
