@@ -594,7 +594,11 @@ def test_mixed_inputs_each_failure_is_one_line_in_order(tmp_path, mlp_checkpoint
         str(tmp_path / "*.bmp"),
     ]
     assert [e.get("prediction") for e in entries] == [0, None, None, 1, None, None, None]
-    tables = run("predict", *inputs, "-c", mlp_checkpoint)
+    rows = run("predict", *inputs, "-c", mlp_checkpoint)  # past 3 inputs: a row each, in order
+    assert rows.exit_code == 1 and rows.stdout.endswith("\nSummary: 2 predicted, 5 failed\n")
+    lines = rows.stdout.splitlines()[2:9]
+    assert [line.endswith("  failed") for line in lines] == [False, True, True, False] + [True] * 3
+    tables = run("predict", *inputs, "-c", mlp_checkpoint, "--tables")
     assert tables.exit_code == 1 and "2 predicted, 5 failed" in tables.stdout
     assert "a zero.png → 0" in tables.stdout and "d one.jpg → 1" in tables.stdout
 
