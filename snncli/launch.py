@@ -111,7 +111,7 @@ def _check_before_launch(options, nproc: int) -> None:
 
 def _process(entry: Callable, options, folder: str) -> None:
     """One process of the run. A failure is left in `folder` as one line for the launcher
-    (which prints it) and ends the process with its exit code."""
+    (which prints it) and ends the process with its exit code at once (`_end`)."""
     try:
         entry(options)
     except SystemExit:
@@ -120,7 +120,21 @@ def _process(entry: Callable, options, folder: str) -> None:
         message, code = _describe(exc)
         report = {"message": message, "code": code}
         Path(folder, f"rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(report))
-        sys.exit(code)
+        _end(code)
+
+
+def _end(code: int) -> None:
+    """End this process of a stopped or failed run now, its output flushed, without the
+    interpreter's teardown: gloo's threads are still running then (they outlive the process
+    group), and tearing down the C++ objects under them sometimes aborts the process
+    ("terminate called without an active exception", then a crash report on stderr), more
+    often the busier the machine. Every file the run writes is complete by then."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing more to say there
+            pass
+    os._exit(code)
 
 
 def _describe(exc: BaseException) -> tuple[str, int]:

@@ -1,6 +1,7 @@
-"""A data-parallel run's processes keep torch's C++ messages off stderr, where a store
-connection retried on a busy machine would print lines of its own beside the one line that
-says how the run ended."""
+"""The processes of a data-parallel run add nothing to stderr beside the one line that says
+how the run ended: torch's C++ messages (a store connection retried on a busy machine) are
+kept off it, and a stopped or failed process ends without the interpreter's teardown (which
+sometimes aborted with a crash report while gloo's threads were still running)."""
 
 import os
 import subprocess
@@ -41,3 +42,32 @@ def test_torch_native_messages_are_kept_off_stderr_of_a_run():
     assert quiet.stdout == "DistNetworkError\n" and quiet.stderr == "", quiet.stderr
     debug = retried_connection(quiet=True, SNN_DEBUG="1")  # debugging: everything shown
     assert "[c10d] TCP client failed to connect/validate" in debug.stderr
+
+
+# A process of a run whose training stops (as at SIGTERM): what it leaves, how it ends.
+STOPPED = """
+import atexit, sys
+from snncli.errors import SnnError
+from snncli.launch import _process
+
+class Stopped(SnnError):
+    exit_code = 143
+
+def entry(options):
+    raise Stopped("SIGTERM received: training stopped at iteration 7 and saved")
+
+atexit.register(lambda: print("interpreter teardown", file=sys.stderr))
+print("progress so far", end="")  # buffered output is still written
+_process(entry, None, sys.argv[1])
+"""
+
+
+def test_a_stopped_process_reports_in_one_line_and_ends_without_teardown(tmp_path):
+    ended = subprocess.run([sys.executable, "-c", STOPPED, str(tmp_path)], capture_output=True,
+                           text=True, env={**os.environ, "PYTHONPATH": str(REPO), "RANK": "1"},
+                           timeout=120)
+    assert ended.returncode == 143 and ended.stdout == "progress so far"
+    assert ended.stderr == ""  # no teardown ran: nothing of it can print, or abort
+    assert (tmp_path / "rank1.json").read_text() == (
+        '{"message": "SIGTERM received: training stopped at iteration 7 and saved", '
+        '"code": 143}')
