@@ -96,5 +96,6 @@ def test_bundled_weights_score_what_they_record(real_mnist):
         assert moved * 100 <= MAX_ACCURACY_CHANGE, name
         users = user_digit_accuracy(ckpt, USER_DIGITS)
         assert users["user_digits_accuracy"] == figures.user_digits_accuracy, name
+        assert users["user_digits_images"] == figures.user_digits_images, name
     csnn = load_checkpoint(bundled_path("csnn")).bundled
     assert csnn.test_accuracy_after >= 0.993 and csnn.user_digits_accuracy >= 0.99
