@@ -485,7 +485,10 @@ def predict_command(
     spikes = net.output_is_spikes
     keep = max(RASTER_IMAGES if raster else 0, MAX_ROWS if figure else 0)
     report = _PredictionReport(spikes, as_json, show, keep)
-    report.print_all(results)
+    try:
+        report.print_all(results)
+    finally:  # now, not at finalization (skipped): the processes reading images stop
+        results.close()
     if not as_json and len(report.rows) > 1:
         out.print(summary_table(report.rows, report.failed, report.right))
     if raster and report.kept:
