@@ -607,7 +607,10 @@ def predict_command(
     spikes = net.output_is_spikes
     keep = max(RASTER_IMAGES if raster else 0, MAX_ROWS if figure else 0)
     report = _PredictionReport(spikes, as_json, show, keep, tables)
-    report.print_all(results)
+    try:
+        report.print_all(results)
+    finally:  # now, not at finalization (skipped): the processes reading images stop
+        results.close()
     if not as_json and report.compact:
         counts = summary_counts(report.predicted, report.failed, report.right)
         out.print(f"[bold]Summary:[/] {counts}", highlight=False)

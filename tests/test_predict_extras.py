@@ -153,3 +153,36 @@ def test_predict_in_its_own_process_ends_at_once_with_all_its_output(mlp_checkpo
     assert done.stderr.count("error:") == 1
     done = subprocess.run([*command, str(good)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and len(json.loads(done.stdout)) == 1
+
+
+def test_many_images_are_read_by_several_processes_with_the_same_results(
+    mlp_checkpoint, tmp_path, monkeypatch
+):
+    """From PARALLEL_FROM inputs on, processes read the images: the predictions, failures and
+    their order are those of reading them one by one here."""
+    from snncli import predict
+    from snncli.checkpoint import load_checkpoint
+    from snncli.runtime import resolve_device
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(predict.PARALLEL_FROM + 6):
+        digit = glyph(i % 10, np.random.default_rng(i))
+        Image.fromarray(255 - digit).resize((84, 84)).save(folder / f"{i:03d}.png")
+    (folder / "030.png").write_bytes(b"not an image")
+    Image.new("L", (60, 60), 255).save(folder / "031.png")  # blank
+    pool = predict.image_readers(predict.PARALLEL_FROM)
+    if pool is None:
+        pytest.skip("one CPU core: images are read in this process")
+    pool.shutdown()
+    ckpt, cpu = load_checkpoint(mlp_checkpoint), resolve_device("cpu")
+
+    def outcomes():
+        _, results = predict.predict_files(ckpt, [str(folder)], cpu)
+        return [(r.path, r.error) if isinstance(r, predict.Failure)
+                else (r.path, r.prediction, r.scores, r.low_contrast) for r in results]
+
+    together = outcomes()
+    monkeypatch.setattr(predict, "PARALLEL_FROM", 10**9)
+    assert together == outcomes()
+    assert "not an image" in together[30][1] and "blank" in together[31][1]
