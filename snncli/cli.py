@@ -442,16 +442,24 @@ def _train_process(options) -> None:
     """Train in this process: alone, or as one process of a run torchrun (or --nproc)
     started, of which rank 0 alone shows progress and the summary."""
     from .distributed import finish, launched, rank_from_env
-    from .train import train
+    from .launch import end_at_exit
+    from .train import TrainingInterrupted, train
     from .ui import TrainProgress, training_summary
 
-    if launched() and rank_from_env() != 0:
-        train(options)
-    else:
-        with TrainProgress(out) as progress:
-            result = train(options, on_event=progress.handle)
-        out.print(training_summary(result))
+    try:
+        if launched() and rank_from_env() != 0:
+            train(options)
+        else:
+            with TrainProgress(out) as progress:
+                result = train(options, on_event=progress.handle)
+            out.print(training_summary(result))
+    except TrainingInterrupted as exc:  # every process stopped at the same iteration
+        if launched():
+            end_at_exit(exc.exit_code)
+        raise
     finish()
+    if launched():
+        end_at_exit(0)
 
 
 def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:

@@ -9,6 +9,7 @@ naming the last resumable checkpoint.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -123,12 +124,20 @@ def _process(entry: Callable, options, folder: str) -> None:
         _end(code)
 
 
+def end_at_exit(code: int) -> None:
+    """Have this process of a data-parallel run end, when it exits, with `code` and without
+    the interpreter's teardown (`_end`): for a process that finished its part (it still
+    returns, so that the launcher or torchrun hears of it first)."""
+    atexit.register(_end, code)
+
+
 def _end(code: int) -> None:
-    """End this process of a stopped or failed run now, its output flushed, without the
-    interpreter's teardown: gloo's threads are still running then (they outlive the process
-    group), and tearing down the C++ objects under them sometimes aborts the process
-    ("terminate called without an active exception", then a crash report on stderr), more
-    often the busier the machine. Every file the run writes is complete by then."""
+    """End this process of a data-parallel run now, its output flushed, without the
+    interpreter's teardown: gloo's threads are still running then (DistributedDataParallel
+    keeps its process group alive past destroy_process_group), and tearing down the C++
+    objects under them sometimes aborts the process ("terminate called without an active
+    exception", then a crash report on stderr), more often the busier the machine. Every
+    file the run writes is complete by then."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

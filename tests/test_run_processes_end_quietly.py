@@ -71,3 +71,19 @@ def test_a_stopped_process_reports_in_one_line_and_ends_without_teardown(tmp_pat
     assert (tmp_path / "rank1.json").read_text() == (
         '{"message": "SIGTERM received: training stopped at iteration 7 and saved", '
         '"code": 143}')
+
+
+FINISHED = """
+import atexit, sys
+from snncli.launch import end_at_exit
+
+atexit.register(lambda: print("interpreter teardown", file=sys.stderr))  # runs after ours
+end_at_exit(0)
+print("training finished", end="")  # buffered output is still written
+"""
+
+
+def test_a_finished_process_of_a_run_ends_without_teardown():
+    ended = subprocess.run([sys.executable, "-c", FINISHED], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert (ended.returncode, ended.stdout, ended.stderr) == (0, "training finished", "")
