@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .checks import field_problem, show
+from .datasets import DATASETS, get_dataset
 from .errors import CheckpointError, first_of, one_line
 from .files import atomic_write, special_file_kind
 from .models import get_model_spec, list_models
@@ -26,7 +27,6 @@ FORMAT_VERSION = 2  # the newest this snncli reads
 PLAIN_FORMAT_VERSION = 1
 DEFAULT_DIR = Path("checkpoints")
 _REQUIRED = ("format", "format_version", "model", "config", "state_dict", "normalisation")
-DATASETS = ("mnist",)  # the data sets a checkpoint may have been trained on
 MNIST_PREPROCESSING = {
     "size": [28, 28],
     "polarity": "white digit on black",
@@ -94,6 +94,7 @@ class Checkpoint:
     recipe: dict[str, Any] = field(default_factory=dict)  # name, seed and settings
     metrics: Metrics = field(default_factory=Metrics)
     dataset: str = "mnist"  # what it was trained on (one of DATASETS)
+    classes: list[str] | None = None  # each output's label; None = the data set's
     epoch: int | None = None
     preprocessing: dict[str, Any] = field(default_factory=lambda: dict(MNIST_PREPROCESSING))
     versions: dict[str, str] = field(default_factory=dict)
@@ -115,6 +116,11 @@ class Checkpoint:
     @property
     def steps(self) -> int:
         return self.config["steps"]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The label of each output neuron: the recorded ones, else the data set's."""
+        return tuple(self.classes) if self.classes else get_dataset(self.dataset).classes
 
     @property
     def resumable(self) -> bool:
@@ -139,6 +145,7 @@ class Checkpoint:
             "format_version": self.format_version,
             "model": self.model,
             "dataset": self.dataset,
+            "classes": list(self.class_names),
             "config": dict(self.config),
             "state_dict": dict(self.state_dict),
             "normalisation": dict(self.normalisation),
@@ -162,7 +169,8 @@ class Checkpoint:
             model=ckpt["model"], config=dict(ckpt["config"]), state_dict=ckpt["state_dict"],
             normalisation=dict(ckpt["normalisation"]), recipe=dict(ckpt.get("recipe") or {}),
             metrics=Metrics.from_dict(metrics if isinstance(metrics, dict) else {}),
-            dataset=ckpt.get("dataset", "mnist"), epoch=ckpt.get("epoch"),
+            dataset=ckpt.get("dataset", "mnist"), classes=ckpt.get("classes"),
+            epoch=ckpt.get("epoch"),
             preprocessing=dict(ckpt.get("preprocessing") or MNIST_PREPROCESSING),
             versions=dict(ckpt.get("versions") or {}),
             format_version=ckpt["format_version"], bundled=Bundled.from_dict(ckpt.get("bundled")),
@@ -305,6 +313,12 @@ def checkpoint_problems(ckpt: Any) -> list[str]:
     dataset = ckpt.get("dataset", "mnist")
     if not (isinstance(dataset, str) and dataset in DATASETS):
         return [f"dataset {show(dataset)} is not one this snncli knows ({', '.join(DATASETS)})"]
+    classes = ckpt.get("classes")
+    if classes is not None and not (
+        isinstance(classes, list) and classes and all(isinstance(c, str) and c for c in classes)
+        and len(set(classes)) == len(classes)
+    ):
+        return [f"classes {show(classes)} must be a list of distinct names"]
     return [
         *_model_problems(ckpt),
         *_normalisation_problems(ckpt["normalisation"]),
