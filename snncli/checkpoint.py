@@ -33,6 +33,15 @@ MNIST_PREPROCESSING = {
     "layout": "digit fitted in 20x20, centred by mass in 28x28 (MNIST)",
 }
 
+PREPROCESSING = {  # how users' images are made like each data set's (snncli.products)
+    "mnist": MNIST_PREPROCESSING,
+    "fashion-mnist": {
+        "size": [28, 28],
+        "polarity": "bright product on black",
+        "layout": "product's longer side scaled to 28, centred (Fashion-MNIST)",
+    },
+}
+
 
 @dataclass
 class Metrics:
@@ -199,7 +208,7 @@ class Checkpoint:
 
 
 def build_checkpoint(model_name: str, model, *, recipe: dict, metrics: dict,
-                     epoch: int) -> Checkpoint:
+                     epoch: int, dataset: str = "mnist") -> Checkpoint:
     """Everything needed to rebuild and use `model`, as plain types and CPU tensors."""
     import snntorch
     import torchvision
@@ -214,6 +223,8 @@ def build_checkpoint(model_name: str, model, *, recipe: dict, metrics: dict,
         normalisation={"mean": mean, "std": std},
         recipe=dict(recipe),
         metrics=Metrics.from_dict(dict(metrics)),
+        dataset=dataset,
+        preprocessing=dict(PREPROCESSING[dataset]),
         epoch=epoch,
         versions={
             "snncli": __version__,
@@ -319,6 +330,9 @@ def checkpoint_problems(ckpt: Any) -> list[str]:
         and len(set(classes)) == len(classes)
     ):
         return [f"classes {show(classes)} must be a list of distinct names"]
+    outputs = ckpt["config"].get("num_classes") if isinstance(ckpt["config"], dict) else None
+    if classes is not None and isinstance(outputs, int) and len(classes) != outputs:
+        return [f"it names {len(classes)} classes for {outputs} outputs"]
     return [
         *_model_problems(ckpt),
         *_normalisation_problems(ckpt["normalisation"]),
@@ -462,6 +476,7 @@ class Peek:
     epochs_done: int | None
     epochs_planned: int | None  # the recipe's epochs
     resumable: bool  # it holds a training state
+    dataset: str | None = "mnist"  # what it was trained on (older files: MNIST)
 
 
 def peek_checkpoint(path: str | Path) -> Peek | None:
@@ -486,6 +501,7 @@ def peek_checkpoint(path: str | Path) -> Peek | None:
         epochs_done=typed(raw.get("epoch"), int),
         epochs_planned=typed(recipe.get("epochs"), int) if isinstance(recipe, dict) else None,
         resumable="training_state" in raw,
+        dataset=typed(raw.get("dataset", "mnist"), str),
     )
 
 

@@ -12,16 +12,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from .checkpoint import DEFAULT_DIR, CheckpointError, peek_checkpoint, saved_checkpoints
+from .datasets import DATASETS, DEFAULT_DATASET, get_dataset
 from .pretrained import bundled_path
 
 BUNDLED = "bundled"  # `--checkpoint bundled`: the weights that ship with snncli
 
 
 def choose_checkpoint(path: str | Path | None, model: str | None = None,
-                      folder: Path = DEFAULT_DIR) -> tuple[Path, str]:
+                      folder: Path = DEFAULT_DIR, dataset: str | None = None
+                      ) -> tuple[Path, str]:
     """(checkpoint, why it was chosen), by the policy above; `model` defaults to csnn where
-    the bundled weights are used."""
+    the bundled weights are used; `dataset` (None: any) passes over the checkpoints of other
+    data sets (the bundled weights are MNIST's)."""
     name = model or "csnn"
+    unbundled = dataset not in (None, DEFAULT_DATASET)
+    if unbundled and path is not None and str(path) == BUNDLED:
+        title = get_dataset(dataset).title
+        raise CheckpointError(f"the bundled weights are MNIST's, not {title}'s")
     if path is not None and str(path) == BUNDLED:
         return _bundled(name), f"using the bundled {name} weights (--checkpoint bundled)"
     if path:
@@ -31,6 +38,8 @@ def choose_checkpoint(path: str | Path | None, model: str | None = None,
         seen = peek_checkpoint(candidate)
         if model is not None and (seen is None or seen.model != model):
             continue
+        if dataset is not None and (seen is None or seen.dataset != dataset):
+            continue
         progress = run_state(candidate)
         if progress and progress[0] < progress[1]:
             run = f"{resumable_of(candidate)} ({progress[0]} of {progress[1]} epochs)"
@@ -39,8 +48,16 @@ def choose_checkpoint(path: str | Path | None, model: str | None = None,
         best = seen is not None and seen.role == "best"
         what = ("the best checkpoint of the newest finished run" if progress and best else
                 "the newest finished checkpoint" if progress else "the newest checkpoint")
+        if seen is not None and seen.dataset not in (None, DEFAULT_DATASET):
+            what += f" ({get_dataset(seen.dataset).title})" if seen.dataset in DATASETS else ""
         return candidate, (f"using {candidate}, {what} in {folder}/{_passed_over(passed)} "
                            f"(--checkpoint bundled: the bundled weights)")
+    if unbundled:
+        raise CheckpointError(
+            f"no finished {get_dataset(dataset).title} checkpoint{f' of {model}' if model else ''}"
+            f" in {folder}/ (none is bundled): train one with 'snn train --dataset {dataset}'"
+            f" or pass a checkpoint path"
+        )
     bundled = _bundled(name, f"no finished checkpoint in {folder}/ and ")
     if passed:
         return bundled, (f"using the bundled {name} weights{_passed_over(passed)} (give one "

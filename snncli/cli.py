@@ -24,6 +24,7 @@ from typer.exceptions import TyperException
 
 from .checks import MAX_STEPS
 from .choices import BACKENDS, DEVICES, PRECISIONS
+from .datasets import DATASETS
 from .errors import SnnError, SnnWarning
 from .recipes import recipe_fields
 
@@ -225,9 +226,13 @@ DataDirOption = typer.Option(
     None,
     "--data-dir",
     envvar="SNN_DATA_DIR",
-    help="Folder with the four MNIST IDX files (gz or raw).",
+    help="Folder with the data set's four IDX files (gz or raw).",
 )
 DeviceOption = typer.Option("auto", "--device", help="auto = CUDA, then MPS, then CPU.")
+DatasetOption = typer.Option(
+    None, "--dataset", help="Without a checkpoint file: the newest finished checkpoint "
+    "trained on this data set; with one: refuse it unless trained on this data set.",
+)
 BackendOption = typer.Option(
     "engine", "--backend", help="engine (fast) or snntorch (the reference step loop)."
 )
@@ -240,6 +245,7 @@ PrecisionOption = typer.Option(
 Device = Literal[DEVICES]
 Backend = Literal[BACKENDS]
 Precision = Literal[PRECISIONS]
+Dataset = Literal[tuple(DATASETS)]
 RECIPE_PANEL = "Recipe settings (default: the recipe's)"
 COMPACT_AFTER = 3  # `snn predict` of more images: one row each, not a table each
 
@@ -291,6 +297,7 @@ def models_command() -> None:
             box=box.SIMPLE_HEAD,
             show_edge=False,
             pad_edge=False,
+            collapse_padding=True,  # one space between columns: seven recipes fit 80 columns
         )
         recipes.add_column("setting", no_wrap=True)
         for recipe_name in spec.recipes:
@@ -354,6 +361,8 @@ def _percent(share: float | None) -> str:
 def _setting(key: str, value) -> str:
     if key == "ema" and not value:
         return "off"
+    if key == "dataset":  # short enough for a column: "fashion" for fashion-mnist
+        return value.removesuffix("-mnist") or value
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -408,7 +417,7 @@ def train_command(
     ),
     **overrides,
 ) -> None:
-    """Train a model on MNIST; Ctrl-C saves the run for --resume.
+    """Train a model on MNIST (or --dataset fashion-mnist); Ctrl-C saves the run for --resume.
 
     Writes the best checkpoint (on held-out validation images), the last one (resumable), a
     metrics file and a plot. Ctrl-C or SIGTERM stops after the current iteration and saves
@@ -498,6 +507,7 @@ def evaluate_command(
         "predict').",
     ),
     model: str = ModelOption,
+    dataset: Dataset = DatasetOption,
     data_dir: Path = DataDirOption,
     device: Device = DeviceOption,
     batch_size: int = typer.Option(1000, "--batch-size", min=1),
@@ -513,7 +523,7 @@ def evaluate_command(
     ),
     plot: Path = typer.Option(None, "--plot", help="Write confusion matrix (+ sweep) PNG."),
 ) -> None:
-    """Score a checkpoint on the MNIST test set.
+    """Score a checkpoint on its data set's test split (MNIST's, or Fashion-MNIST's).
 
     CHECKPOINT (or --checkpoint) is a checkpoint file or 'bundled'; without one, the newest
     checkpoint of a finished run in checkpoints/, else the bundled weights."""
@@ -527,11 +537,11 @@ def evaluate_command(
         )
     if plot:
         check_writable(plot, "plot")  # before the work, not after it
-    chosen = _choose(checkpoint or checkpoint_option, model, as_json)
+    chosen = _choose(checkpoint or checkpoint_option, model, as_json, dataset)
     report = evaluate_checkpoint(
         chosen, data_dir=data_dir, device=device, batch_size=batch_size, limit=limit,
         steps=steps, backend=backend, precision=precision,
-        sweep=parse_steps_list(sweep) if sweep else (),
+        sweep=parse_steps_list(sweep) if sweep else (), dataset=dataset,
     )
     if as_json:
         summary = {"checkpoint": str(report.path), "model": report.checkpoint.model,
@@ -558,8 +568,9 @@ def predict_command(
     ),
     checkpoint: Path = CheckpointOption,
     model: str = ModelOption,
+    dataset: Dataset = DatasetOption,
     sample: int = typer.Option(
-        None, "--sample", min=1, help="Classify N random MNIST test images (found as for "
+        None, "--sample", min=1, help="Classify N random test images (found as for "
         "training: --data-dir, SNN_DATA_DIR or the download cache), each beside its true digit.",
     ),
     seed: int = typer.Option(0, "--seed", min=0, callback=seed_range,
@@ -582,7 +593,8 @@ def predict_command(
     ),
     precision: Precision = PrecisionOption,
 ) -> None:
-    """Classify digit images (yours, or MNIST's with --sample).
+    """Classify digit images (yours, or MNIST's with --sample); a Fashion-MNIST checkpoint
+    reads photos of clothing.
 
     Shows the output spikes per class of each image (a table each for up to 3 images, one
     row each for more; --tables for tables). Every input that cannot be read (or holds no
@@ -599,7 +611,7 @@ def predict_command(
     if (sample is None) == (not images):
         raise typer.BadParameter("give image files, folders or patterns, or --sample N (not both)")
     SnnApp.end_at_once = True
-    ckpt = _chosen_checkpoint(checkpoint, model, as_json)
+    ckpt = _chosen_checkpoint(checkpoint, model, as_json, dataset)
     for target, what in ((raster, "spike raster"), (figure, "figure")):
         if target:
             check_writable(target, what)  # before the work, not after it
@@ -632,18 +644,24 @@ def predict_command(
         raise typer.Exit(1)
 
 
-def _chosen_checkpoint(path: Path | None, model: str | None, quiet_stdout: bool):
+def _chosen_checkpoint(path: Path | None, model: str | None, quiet_stdout: bool,
+                       dataset: str | None = None):
     from .checkpoint import load_checkpoint
+    from .evaluate import check_dataset
 
-    return load_checkpoint(_choose(path, model, quiet_stdout))
+    chosen = _choose(path, model, quiet_stdout, dataset)
+    ckpt = load_checkpoint(chosen)
+    check_dataset(ckpt, dataset, chosen)
+    return ckpt
 
 
-def _choose(path: Path | None, model: str | None, quiet_stdout: bool) -> Path:
+def _choose(path: Path | None, model: str | None, quiet_stdout: bool,
+            dataset: str | None = None) -> Path:
     """The checkpoint file to use (snncli/choice.py); unless a file was named, which one and
     why, in one dim line (on stderr when stdout carries JSON)."""
     from .choice import BUNDLED, choose_checkpoint
 
-    chosen, why = choose_checkpoint(path, model)
+    chosen, why = choose_checkpoint(path, model, dataset=dataset)
     if path is None or str(path) == BUNDLED:
         (err if quiet_stdout else out).print(f"[dim]{escape(why)}[/]", highlight=False)
     return chosen
@@ -690,6 +708,7 @@ class _PredictionReport:
         self.compact = False
         self.waiting: list = []  # the first inputs, until they are known to be few or many
         self.name_width, self.header_shown = 0, False
+        self.class_width = 4  # "true" and "pred" columns: the longest class name
 
     def print_all(self, results) -> None:
         import sys
@@ -733,6 +752,8 @@ class _PredictionReport:
         if not self.tables and not self.compact and len(self.waiting) > COMPACT_AFTER:
             self.compact = True
             self.name_width = min(40, max(len(i.path) for i in self.waiting))
+            classes = next((i.classes for i in self.waiting if hasattr(i, "classes")), ())
+            self.class_width = max([4, *map(len, classes)])
         if self.tables or self.compact:
             self._show_waiting()
 
@@ -741,13 +762,13 @@ class _PredictionReport:
         from .ui import compact_header, compact_row, prediction_table, render_digit
 
         if self.compact and self.waiting and not self.header_shown:
-            out.print(compact_header(self.name_width), highlight=False)
+            out.print(compact_header(self.name_width, self.class_width), highlight=False)
             self.header_shown = True
         for item in self.waiting:
             if self.show and not isinstance(item, Failure):
                 out.print(render_digit(item.image))
             if self.compact:
-                out.print(compact_row(item, self.name_width), highlight=False)
+                out.print(compact_row(item, self.name_width, self.class_width), highlight=False)
             elif not isinstance(item, Failure):
                 out.print(prediction_table(item, self.spikes))
         self.waiting.clear()

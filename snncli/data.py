@@ -1,6 +1,7 @@
-"""MNIST as uint8 tensors in memory: read from a folder of IDX files, or downloaded once.
+"""MNIST and Fashion-MNIST as uint8 tensors in memory: read from a folder of IDX files, or
+downloaded once.
 
-The whole set is 55 MB, so it is held as one tensor and batched by index: much faster than a
+A whole set is 55 MB, so it is held as one tensor and batched by index: much faster than a
 per-image DataLoader, and it can live on the GPU.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .datasets import DEFAULT_DATASET, DataSet, get_dataset
 from .errors import DataError
 from .files import special_file_kind
 
@@ -39,21 +41,21 @@ class Split:
         return len(self.labels)
 
 
-def needed_files_message(folder: Path | None) -> str:
+def needed_files_message(folder: Path | None, dataset: str = DEFAULT_DATASET) -> str:
     names = ", ".join(f"{n}[.gz]" for pair in SPLIT_FILES.values() for n in pair)
     where = f" in {folder}" if folder else ""
     return (
-        f"MNIST files not found{where}: need {names}; pass --data-dir DIR "
+        f"{get_dataset(dataset).title} files not found{where}: need {names}; pass --data-dir DIR "
         f"(or set {DATA_DIR_ENV}) pointing at a folder holding them"
     )
 
 
-def _find(folder: Path, name: str) -> Path | None:
-    for sub in (folder, folder / "MNIST" / "raw", folder / "raw"):
+def _find(folder: Path, name: str, dataset: DataSet) -> Path | None:
+    for sub in (folder, folder / dataset.torchvision_class / "raw", folder / "raw"):
         for candidate in (sub / name, sub / f"{name}.gz"):
             kind = special_file_kind(candidate)
             if kind:  # reading it could wait forever (a FIFO) or never end (/dev/zero)
-                raise DataError(f"{candidate} is {kind}, not an MNIST file")
+                raise DataError(f"{candidate} is {kind}, not an {dataset.title} file")
             if candidate.is_file():
                 return candidate
     return None
@@ -127,31 +129,33 @@ def _reachable(urls: list[str]) -> str | None:
     return f"no network: {' '.join(reason.split())}"
 
 
-def _download_failed(reason: str) -> str:
+def _download_failed(reason: str, dataset: DataSet) -> str:
     names = ", ".join(n for pair in SPLIT_FILES.values() for n in pair)
-    return (f"MNIST could not be downloaded ({reason}): pass --data-dir DIR, or set "
+    return (f"{dataset.title} could not be downloaded ({reason}): pass --data-dir DIR, or set "
             f"{DATA_DIR_ENV}, to a folder with {names} (.gz or not)")
 
 
-def _download(root: Path) -> Path:
-    """torchvision downloads MNIST into `root`/MNIST/raw (from its mirrors, each file checked
-    against its MD5), after a quick check that a mirror can be reached at all. A failure is one
-    short line, and leaves behind no folder it created (files already downloaded stay)."""
-    from torchvision.datasets import MNIST
+def _download(root: Path, dataset: DataSet) -> Path:
+    """torchvision downloads the data set into `root`/<its class name>/raw (from its mirrors,
+    each file checked against its MD5), after a quick check that a mirror can be reached at
+    all. A failure is one short line, and leaves behind no folder it created (files already
+    downloaded stay)."""
+    import torchvision.datasets
 
-    raw = root / "MNIST" / "raw"
+    loader = getattr(torchvision.datasets, dataset.torchvision_class)
+    raw = root / dataset.torchvision_class / "raw"
     created = [folder for folder in (raw, *raw.parents) if not folder.exists()]  # deepest first
-    unreachable = _reachable(list(MNIST.mirrors))
+    unreachable = _reachable(list(loader.mirrors))
     if unreachable:
-        raise DataError(_download_failed(unreachable))
+        raise DataError(_download_failed(unreachable, dataset))
     try:
         with _quiet_stdout():  # torchvision prints each URL and file it fetches
             for train in (True, False):
-                MNIST(str(root), train=train, download=True)
+                loader(str(root), train=train, download=True)
     except Exception as exc:  # network errors come in many types
         _remove_empty(created)
         reason = " ".join(str(exc).split())[:120]  # torchvision's message spans lines
-        raise DataError(_download_failed(reason or type(exc).__name__)) from None
+        raise DataError(_download_failed(reason or type(exc).__name__, dataset)) from None
     except BaseException:
         _remove_empty(created)
         raise
@@ -175,16 +179,17 @@ def _quiet_stdout():
         yield
 
 
-def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """The folder to read from: the option, else $SNN_DATA_DIR, else the download cache
-    (filled on first use)."""
-    if data_dir is None:
+def resolve_data_dir(data_dir: str | Path | None, dataset: str = DEFAULT_DATASET) -> Path:
+    """The folder to read from: the option, else $SNN_DATA_DIR (MNIST only), else the download
+    cache (filled on first use)."""
+    spec = get_dataset(dataset)
+    if data_dir is None and dataset == DEFAULT_DATASET:
         data_dir = os.environ.get(DATA_DIR_ENV) or None
     if data_dir is None:
-        cache = default_cache_dir() / "mnist"
-        if all(_find(cache, n) for pair in SPLIT_FILES.values() for n in pair):
+        cache = default_cache_dir() / spec.name
+        if all(_find(cache, n, spec) for pair in SPLIT_FILES.values() for n in pair):
             return cache
-        return _download(cache)
+        return _download(cache, spec)
     folder = Path(data_dir).expanduser()
     if folder.exists() and not folder.is_dir():
         what = special_file_kind(folder) or "a file"
@@ -194,13 +199,15 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
     return folder
 
 
-def load_split(split: str, data_dir: str | Path | None = None, limit: int | None = None) -> Split:
-    """Load the `train` or `test` split; `limit` keeps the first N images."""
-    folder = resolve_data_dir(data_dir)
+def load_split(split: str, data_dir: str | Path | None = None, limit: int | None = None,
+               dataset: str = DEFAULT_DATASET) -> Split:
+    """Load the `train` or `test` split of `dataset`; `limit` keeps the first N images."""
+    spec = get_dataset(dataset)
+    folder = resolve_data_dir(data_dir, dataset)
     image_name, label_name = SPLIT_FILES[split]
-    image_path, label_path = _find(folder, image_name), _find(folder, label_name)
+    image_path, label_path = _find(folder, image_name, spec), _find(folder, label_name, spec)
     if image_path is None or label_path is None:
-        raise DataError(needed_files_message(folder))
+        raise DataError(needed_files_message(folder, dataset))
     images = read_idx(image_path, 3)
     labels = read_idx(label_path, 1)
     if len(images) != len(labels):
@@ -212,9 +219,27 @@ def load_split(split: str, data_dir: str | Path | None = None, limit: int | None
         raise DataError(f"{image_path} holds {tuple(images.shape[1:])} images, expected 28x28")
     if len(labels) and int(labels.max()) > 9:
         raise DataError(f"{label_path} holds labels outside 0-9")
+    _check_is(spec, images, image_path)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return Split(images.contiguous(), labels.long())
+
+
+# Mean pixel (0-1) of each full split: MNIST's digits cover a seventh of the image, Fashion-MNIST's
+# products about a third, so one set's files are not mistaken for the other's.
+FULL_SPLIT_MEANS = {("mnist", 60000): 0.1307, ("mnist", 10000): 0.1325,
+                    ("fashion-mnist", 60000): 0.2860, ("fashion-mnist", 10000): 0.2868}
+
+
+def _check_is(spec: DataSet, images: torch.Tensor, path: Path) -> None:
+    """A DataError when a full-size split's images are plainly another data set's."""
+    for (other, count), mean in FULL_SPLIT_MEANS.items():
+        if other == spec.name or count != len(images):
+            continue
+        found = int(images.sum(dtype=torch.int64)) / images.numel() / 255
+        if abs(found - mean) < 0.02 and abs(found - FULL_SPLIT_MEANS[spec.name, count]) > 0.05:
+            raise DataError(f"{path} holds {get_dataset(other).title} images, not "
+                            f"{spec.title}: point --data-dir at the {spec.title} files")
 
 
 def hold_out(split: Split, size: int, seed: int) -> tuple[Split, Split]:
@@ -271,9 +296,11 @@ def batches(split: Split, batch_size: int, shuffle: bool = False, generator=None
             yield split.images[idx], split.labels[idx]
 
 
-def sample_test_images(count: int, seed: int, data_dir: str | Path | None = None):
-    """`count` random images of MNIST's test split, drawn by `seed`: (indices, images, labels)."""
-    test = load_split("test", data_dir)
+def sample_test_images(count: int, seed: int, data_dir: str | Path | None = None,
+                       dataset: str = DEFAULT_DATASET):
+    """`count` random images of a data set's test split, drawn by `seed`: (indices, images,
+    labels)."""
+    test = load_split("test", data_dir, dataset=dataset)
     if not 0 < count <= len(test):
         raise DataError(f"--sample takes 1 to {len(test):,} images, got {count}")
     picked = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:count]

@@ -1,4 +1,5 @@
-"""Scoring a model on MNIST's test set: accuracy, per-class accuracy, confusion, spikes, speed."""
+"""Scoring a model on its data set's test split: accuracy, per-class accuracy, confusion,
+spikes, speed."""
 
 from __future__ import annotations
 
@@ -154,6 +155,17 @@ def parse_steps_list(text: str) -> list[int]:
     return values
 
 
+def check_dataset(ckpt: Checkpoint, dataset: str | None, path: str | Path) -> None:
+    """A DatasetError when the checkpoint was trained on another data set than `dataset`
+    (None: any): its outputs name that set's classes, so scores on another mean nothing."""
+    from .datasets import DatasetError, get_dataset
+
+    if dataset is not None and dataset != ckpt.dataset:
+        trained, asked = get_dataset(ckpt.dataset).title, get_dataset(dataset).title
+        raise DatasetError(f"{path} was trained on {trained}, so it cannot be scored on "
+                           f"{asked}: its outputs are {trained}'s classes")
+
+
 @dataclass
 class CheckpointReport:
     """What `snn evaluate` shows: a checkpoint scored on the test split (and a steps sweep)."""
@@ -175,20 +187,22 @@ def evaluate_checkpoint(
     backend: str = "engine",
     precision: str = "auto",
     sweep: list[int] | tuple[int, ...] = (),
+    dataset: str | None = None,
 ) -> CheckpointReport:
-    """Score a checkpoint (default: the newest in checkpoints/, else the bundled csnn) on
-    MNIST's test split."""
+    """Score a checkpoint (default: the newest in checkpoints/, else the bundled csnn) on the
+    test split of the data set it was trained on (`dataset`, when given, must be that one)."""
     from .checkpoint import load_checkpoint
     from .choice import choose_checkpoint
     from .data import load_split
     from .runtime import resolve_device, tune_for_device
 
-    path = choose_checkpoint(path)[0]
+    path = choose_checkpoint(path, dataset=dataset)[0]
     ckpt = load_checkpoint(path)
+    check_dataset(ckpt, dataset, path)
     dev = resolve_device(device)
     model = ckpt.build_model(dev)
     tune_for_device(model, dev, batch_size, backend=backend, precision=precision)
-    split = load_split("test", data_dir, limit)
+    split = load_split("test", data_dir, limit, ckpt.dataset)
     result = evaluate_model(model, split, ckpt.normalisation, dev, batch_size, steps)
     rows = steps_sweep(model, split, ckpt.normalisation, dev, list(sweep), batch_size)
     return CheckpointReport(path, ckpt, result, rows)

@@ -190,14 +190,14 @@ def _stopped(folder: str, signum: int, options, nproc: int, started: float) -> L
 def _resume_hint(message: str, options, nproc: int, started: float) -> str:
     """How to continue from the last resumable checkpoint (unless `message` says it)."""
     from .resume import resume_command
-    from .train_setup import RunFiles
+    from .train_setup import RunFiles, run_dataset
 
     if "snn train --resume" in message:
         return ""
     if options.resume:
         last = Path(options.resume)
     else:
-        last = RunFiles.of_model(options.model, options.out).last
+        last = RunFiles.of_model(options.model, options.out, run_dataset(options)).last
         if not (last.is_file() and last.stat().st_mtime >= started):
             return "; nothing resumable was saved"
     return f"; the last resumable checkpoint is {last}: {resume_command(last, nproc)}"

@@ -1,10 +1,12 @@
-"""Classifying users' own digit images with a trained checkpoint."""
+"""Classifying users' own images (digits, or products for a Fashion-MNIST checkpoint) with a
+trained checkpoint."""
 
 from __future__ import annotations
 
 import glob
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 
 from .checkpoint import Checkpoint
 from .data import normalise
+from .datasets import DIGITS, get_dataset
 from .errors import ImageError, one_line
 from .files import special_file_kind
 from .models.base import Classified
@@ -34,8 +37,13 @@ class Prediction:
     runner_up_confidence: float
     image: np.ndarray  # the 28x28 uint8 input the network saw
     raster: np.ndarray  # [T, C] output layer over time (spikes, or outputs for the mlp)
-    label: int | None = None  # the true digit, when known (MNIST samples)
+    label: int | None = None  # the true class, when known (test-set samples)
     low_contrast: bool = False  # its ink was faint and read by stretching it (LOW_CONTRAST)
+    classes: tuple[str, ...] = DIGITS  # the name of each class (output neuron)
+
+    def name(self, index: int | None) -> str:
+        """The name of class `index` ("7", or "Sneaker" for Fashion-MNIST)."""
+        return "-" if index is None else self.classes[index]
 
     def to_dict(self, output_is_spikes: bool) -> dict:
         known = {} if self.label is None else {
@@ -44,6 +52,7 @@ class Prediction:
         return {
             "path": self.path,
             "prediction": self.prediction,
+            "class": self.name(self.prediction),
             "confidence": round(self.confidence, 6),
             "spike_counts": [int(s) for s in self.scores] if output_is_spikes else None,
             "scores": [round(float(s), 6) for s in self.scores],
@@ -72,6 +81,8 @@ class Classifier:
         tune_for_device(self.model, device, batch, precision=precision)
         self.normalisation = ckpt.normalisation
         self.device, self.steps = device, steps
+        self.classes = ckpt.class_names
+        self.digits = get_dataset(ckpt.dataset).digits  # how users' images are read
 
     @torch.no_grad()
     def __call__(self, digits: list[np.ndarray]) -> Classified:
@@ -124,8 +135,9 @@ def expand_inputs(arguments: list[str]) -> list[str | Failure]:
     return found
 
 
-def read_digit(path: str, stdin: bytes | None = None) -> Prepared | Failure:
-    """The MNIST-like digit of one input, or a Failure saying in one line why there is none."""
+def read_digit(path: str, stdin: bytes | None = None, digits: bool = True) -> Prepared | Failure:
+    """The MNIST-like digit of one input (`digits` False: its Fashion-MNIST-like product), or a
+    Failure saying in one line why there is none."""
     name = "<stdin>" if path == "-" else path
     label = one_line(name)
     kind = None if path == "-" else special_file_kind(path)
@@ -137,7 +149,13 @@ def read_digit(path: str, stdin: bytes | None = None) -> Prepared | Failure:
             # alone, in one line, instead of printing lines of its own.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", RuntimeWarning)
-            return load_prepared((stdin or b"") if path == "-" else path, label)
+            source = (stdin or b"") if path == "-" else path
+            if digits:
+                return load_prepared(source, label)
+            from .preprocess import open_image
+            from .products import prepare_product
+
+            return prepare_product(open_image(source, label), label)
     except ImageError as exc:
         return Failure(name, str(exc))
     except Exception as exc:  # an image the pipeline cannot handle must not stop the others
@@ -168,7 +186,8 @@ def _predict_batches(classify: Classifier, items: list[str | Failure], stdin: by
     try:
         for start in range(0, len(items), BATCH):
             chunk = items[start : start + BATCH]
-            yield from _classified(classify, chunk, _read_chunk(chunk, stdin, readers))
+            read = _read_chunk(chunk, stdin, readers, classify.digits)
+            yield from _classified(classify, chunk, read)
     finally:
         if readers is not None:
             readers.shutdown(cancel_futures=True)
@@ -213,7 +232,8 @@ def _reader_started() -> None:
     os.close(null)
 
 
-def _read_chunk(chunk: list[str | Failure], stdin: bytes | None, readers) -> list:
+def _read_chunk(chunk: list[str | Failure], stdin: bytes | None, readers,
+                digits: bool = True) -> list:
     """Each input of `chunk` read: its Prepared digit or a Failure, in order."""
     files = [i for i, item in enumerate(chunk) if not isinstance(item, Failure) and item != "-"]
     read: list = [item if isinstance(item, Failure) else None for item in chunk]
@@ -221,12 +241,13 @@ def _read_chunk(chunk: list[str | Failure], stdin: bytes | None, readers) -> lis
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            for i, digit in zip(files, readers.map(read_digit, [chunk[i] for i in files],
+            read_one = partial(read_digit, digits=digits)
+            for i, digit in zip(files, readers.map(read_one, [chunk[i] for i in files],
                                                    chunksize=8), strict=True):
                 read[i] = digit
         except BrokenProcessPool:  # a reader died (killed for memory): read the rest here
             pass
-    return [digit if digit is not None else read_digit(item, stdin)
+    return [digit if digit is not None else read_digit(item, stdin, digits)
             for item, digit in zip(chunk, read, strict=True)]
 
 
@@ -240,7 +261,7 @@ def _classified(classify: Classifier, chunk: list, read: list):
         if isinstance(digit, Failure):
             yield digit
             continue
-        prediction = _prediction(classify.model, item, digit.image, found, index)
+        prediction = _prediction(classify, item, digit.image, found, index)
         prediction.low_contrast = digit.low_contrast
         yield prediction
         index += 1
@@ -248,11 +269,11 @@ def _classified(classify: Classifier, chunk: list, read: list):
 
 def predict_samples(ckpt: Checkpoint, count: int, seed: int, device: torch.device, steps=None,
                     data_dir=None, precision: str = "auto"):
-    """-> (model, iterator of Prediction): `count` random MNIST test images, drawn by `seed`,
-    each with its true label; named `mnist-test-<index>`."""
+    """-> (model, iterator of Prediction): `count` random test images of the checkpoint's
+    data set, drawn by `seed`, each with its true label; named `<data set>-test-<index>`."""
     from .data import sample_test_images
 
-    indices, images, labels = sample_test_images(count, seed, data_dir)
+    indices, images, labels = sample_test_images(count, seed, data_dir, ckpt.dataset)
     classify = Classifier(ckpt, device, steps, min(BATCH, count), precision)
 
     def predictions():
@@ -260,16 +281,18 @@ def predict_samples(ckpt: Checkpoint, count: int, seed: int, device: torch.devic
             digits = [img.numpy() for img in images[start : start + BATCH]]
             found = classify(digits)
             for i, digit in enumerate(digits):
-                prediction = _prediction(classify.model, f"mnist-test-{indices[start + i]}",
-                                         digit, found, i)
+                name = f"{ckpt.dataset}-test-{indices[start + i]}"
+                prediction = _prediction(classify, name, digit, found, i)
                 prediction.label = int(labels[start + i])
                 yield prediction
 
     return classify.model, predictions()
 
 
-def _prediction(model, path: str, digit: np.ndarray, found: Classified, index: int) -> Prediction:
+def _prediction(classify: Classifier, path: str, digit: np.ndarray, found: Classified,
+                index: int) -> Prediction:
     """The Prediction for image `index` of a classified batch."""
+    model = classify.model
     scores, record = found.scores[index], found.record[:, index]
     conf = model.confidence(found.scores[index : index + 1])[0]
     order = torch.argsort(found.ranking[index], descending=True, stable=True)
@@ -284,6 +307,7 @@ def _prediction(model, path: str, digit: np.ndarray, found: Classified, index: i
         runner_up_confidence=float(conf[second]),
         image=digit,
         raster=record.numpy().copy(),  # not a view that would keep the whole batch alive
+        classes=classify.classes,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .checks import MAX_STEPS, Checked, choice, number, text, whole
+from .datasets import DATASETS, DEFAULT_DATASET, get_dataset
 from .errors import SnnError
 
 
@@ -29,6 +30,10 @@ class RecipeError(SnnError):
 class Recipe(Checked):
     """How a model is trained. Defaults are the snnTorch tutorial's csnn (the seed code)."""
 
+    dataset: str = choice(
+        *DATASETS, default=DEFAULT_DATASET,
+        help="The data set to train on: mnist (handwritten digits) or fashion-mnist (clothing).",
+    )
     epochs: int = whole(1, 100_000, 1, help="Passes over the training images.")
     batch_size: int = whole(1, 2**20, 128, help="Images per iteration.")
     lr: float = number(0, math.inf, 1e-2, low_open=True, help="Peak learning rate.")
@@ -95,6 +100,10 @@ class Recipe(Checked):
         losses = tuple(losses)
         if losses and isinstance(self.loss, str) and self.loss not in losses:
             found.append(f"loss {self.loss!r} must be one of: {', '.join(losses)}")
+        if self.dataset in DATASETS and not get_dataset(self.dataset).digits and (
+                isinstance(self.styles, (int, float)) and self.styles > 0):
+            found.append(f"styles {self.styles} adds handwritten digits, which "
+                         f"{get_dataset(self.dataset).title} does not hold: set styles 0")
         return found
 
     def check(self, losses: Iterable[str] = ()) -> Recipe:

@@ -33,6 +33,9 @@ class ModelSpec:
     config_from_recipe: Callable[[Recipe], dict[str, Any]]
     recipes: dict[str, Recipe] = field(default_factory=dict)  # named training recipes
     default_recipe: str = "seed"  # the one `snn train` uses without --recipe
+    # {data set: recipe}: the one `snn train --dataset X` uses without --recipe, for data
+    # sets other than the default recipe's
+    dataset_recipes: dict[str, str] = field(default_factory=dict)
     normalisation: tuple[float, float] = (0.0, 1.0)  # (mean, std) applied to pixels in [0, 1]
 
     @property
@@ -77,6 +80,9 @@ def spec_problems(spec: ModelSpec) -> list[str]:
         return ["its model names no losses"]
     if spec.default_recipe not in spec.recipes:
         return [f"default recipe {spec.default_recipe!r} missing"]
+    for dataset, name in spec.dataset_recipes.items():
+        if spec.recipes.get(name, Recipe()).dataset != dataset:
+            return [f"recipe {name!r} for data set {dataset!r} missing or for another data set"]
     found = []
     for name, recipe in spec.recipes.items():
         problems = recipe.setting_problems(spec.losses) or _config_problems(spec, recipe)
@@ -101,9 +107,11 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_recipe(spec: ModelSpec, name: str | None) -> tuple[str, Recipe]:
-    """(name, recipe) of the model's recipe `name` (default: the model's default)."""
-    name = name or spec.default_recipe
+def get_recipe(spec: ModelSpec, name: str | None, dataset: str | None = None
+               ) -> tuple[str, Recipe]:
+    """(name, recipe) of the model's recipe `name` (default: the model's default, or its
+    default for `dataset`)."""
+    name = name or spec.dataset_recipes.get(dataset, spec.default_recipe)
     if name not in spec.recipes:
         raise SnnError(
             f"model {spec.name!r} has no recipe {name!r}; choose one of: "

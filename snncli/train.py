@@ -217,6 +217,7 @@ class Run:
             t.spec.name, t.scored,
             recipe={"recipe": t.recipe_name, "seed": t.options.seed, **t.recipe.to_dict()},
             metrics=self.checkpoint_metrics(role, row), epoch=t.epochs_done,
+            dataset=t.recipe.dataset,
         )
         ckpt.training_state = state
         save_checkpoint(ckpt, path)
@@ -242,7 +243,7 @@ def new_run(options: TrainOptions) -> tuple[Trainer, RunFiles]:
     spec = get_model_spec(options.model)
     name, recipe = resolve_recipe(options)
     dist, device = distributed.start(resolve_device(options.device), recipe.batch_size)
-    files = RunFiles.of_model(options.model, options.out)
+    files = RunFiles.of_model(options.model, options.out, recipe.dataset)
     if files.best.is_dir():
         raise SnnError(f"--out {files.best} is a folder; give a file path such as model.pt")
     data = load_shared_data(dist, options, recipe, device, spec.normalisation)

@@ -12,6 +12,7 @@ import torch
 
 from .checkpoint import DEFAULT_DIR
 from .data import Split, default_val_size, hold_out, load_split, normalise, resolve_data_dir
+from .datasets import DEFAULT_DATASET
 from .distributed import Group
 from .errors import SnnError
 from .files import check_outputs
@@ -72,9 +73,14 @@ class RunFiles:
         return cls(best, *named)
 
     @classmethod
-    def of_model(cls, model: str, out: str | Path | None) -> RunFiles:
-        """A new run's files: at `out`, or checkpoints/<model>.pt."""
-        return cls.beside(Path(out) if out else DEFAULT_DIR / f"{model}.pt")
+    def of_model(cls, model: str, out: str | Path | None,
+                 dataset: str = DEFAULT_DATASET) -> RunFiles:
+        """A new run's files: at `out`, or checkpoints/<model>.pt (<model>-<data set>.pt for
+        a data set other than MNIST, so that neither run replaces the other)."""
+        if out:
+            return cls.beside(Path(out))
+        suffix = "" if dataset == DEFAULT_DATASET else f"-{dataset}"
+        return cls.beside(DEFAULT_DIR / f"{model}{suffix}.pt")
 
     @classmethod
     def of_last(cls, last: Path, out: str | Path | None) -> RunFiles:
@@ -105,11 +111,19 @@ def check_run_options(options: TrainOptions) -> None:
 def resolve_recipe(options: TrainOptions) -> tuple[str, Recipe]:
     """(name, recipe): the model's named recipe with the options' overrides applied, checked."""
     spec = get_model_spec(options.model)
-    name, recipe = get_recipe(spec, options.recipe)
+    name, recipe = get_recipe(spec, options.recipe, options.overrides.get("dataset"))
     try:
         return name, recipe.with_overrides(options.overrides).check(spec.losses)
     except RecipeError as exc:
         raise RecipeError(f"model {spec.name!r}: {exc}") from None
+
+
+def run_dataset(options: TrainOptions) -> str:
+    """The data set a new run trains on (its recipe's), or MNIST where the options are bad."""
+    try:
+        return resolve_recipe(options)[1].dataset
+    except SnnError:
+        return DEFAULT_DATASET
 
 
 def build_model(spec: ModelSpec, recipe: Recipe, seed: int):
@@ -177,8 +191,8 @@ class RunData:
 def load_run_data(
     options: TrainOptions, recipe: Recipe, device: torch.device, mean_std
 ) -> RunData:
-    train_set = load_split("train", options.data_dir, options.train_limit)
-    test_set = load_split("test", options.data_dir, options.test_limit)
+    train_set = load_split("train", options.data_dir, options.train_limit, recipe.dataset)
+    test_set = load_split("test", options.data_dir, options.test_limit, recipe.dataset)
     size = options.val_size if options.val_size is not None else default_val_size(len(train_set))
     train_set, validation = hold_out(train_set, size, options.seed)
     train_set = with_styles(train_set, round(recipe.styles * len(train_set)), options.seed)
@@ -196,7 +210,7 @@ def load_shared_data(dist: Group, options: TrainOptions, recipe: Recipe, device:
     downloads) MNIST before the others read it."""
     if dist.active:
         if dist.local_rank == 0:
-            resolve_data_dir(options.data_dir)
+            resolve_data_dir(options.data_dir, recipe.dataset)
         dist.barrier()
     return load_run_data(options, recipe, device, mean_std)
 

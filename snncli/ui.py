@@ -18,11 +18,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .datasets import DEFAULT_DATASET, DIGITS, get_dataset
+
 
 def describe_recipe(name: str, r: dict) -> str:
     """The start line's account of a recipe, setting by setting."""
+    dataset = r.get("dataset", DEFAULT_DATASET)
     return (
-        f"recipe {name}: {r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']:g} "
+        (f"{get_dataset(dataset).title}, " if dataset != DEFAULT_DATASET else "")
+        + f"recipe {name}: {r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']:g} "
         f"({r['schedule']}), {r['steps']} time steps, augmentation {r['augment']}, "
         f"{r['init']} init, "
         + (f"{r['styles']:.0%} style digits, " if r.get("styles") else "")
@@ -232,22 +236,38 @@ def evaluation_tables(report) -> list:
             sweep.add_row(str(row["steps"]), f"{100 * row['accuracy']:.2f}%")
         tables.append(sweep)
 
-    per_class = Table(title="Accuracy per digit (%)")
-    for d in range(len(result.per_class)):
-        per_class.add_column(str(d), justify="right")
-    per_class.add_row(*("-" if a is None else f"{100 * a:.1f}" for a in result.per_class))
+    return tables + class_tables(result, ckpt.class_names)
 
-    confusion = Table(title="Confusion matrix (rows: true digit, columns: predicted)")
+
+def class_tables(result, classes: tuple[str, ...]) -> list[Table]:
+    """Accuracy per class and the confusion matrix. Digits head their columns; longer class
+    names (Fashion-MNIST's) head the rows, the columns numbered by class."""
+    accuracies = ["-" if a is None else f"{100 * a:.1f}" for a in result.per_class]
+    if classes == DIGITS:
+        per_class = Table(title="Accuracy per digit (%)")
+        for d in classes:
+            per_class.add_column(d, justify="right")
+        per_class.add_row(*accuracies)
+        headed, what = list(classes), "digit"
+    else:
+        per_class = Table(title="Accuracy per class (%)")
+        per_class.add_column("class")
+        per_class.add_column("accuracy", justify="right")
+        for name, accuracy in zip(classes, accuracies, strict=True):
+            per_class.add_row(escape(name), accuracy)
+        headed, what = [f"{i} {escape(name)}" for i, name in enumerate(classes)], "class"
+
+    confusion = Table(title=f"Confusion matrix (rows: true {what}, columns: predicted)")
     confusion.add_column("true", justify="right", style="bold")
     for d in range(len(result.confusion)):
-        confusion.add_column(str(d), justify="right")
+        confusion.add_column(classes[d] if classes == DIGITS else str(d), justify="right")
     for true, row in enumerate(result.confusion):
         cells = [
             f"[green]{v}[/]" if i == true else (f"[red]{v}[/]" if v else "[dim]·[/]")
             for i, v in enumerate(row)
         ]
-        confusion.add_row(str(true), *cells)
-    return tables + [per_class, confusion]
+        confusion.add_row(headed[true], *cells)
+    return [per_class, confusion]
 
 
 def _bar(fraction: float, width: int = 20) -> str:
@@ -263,25 +283,31 @@ def prediction_table(result, output_is_spikes: bool) -> Table:
     """Spikes (or mean output) per class with bars; the runner-up named when it is close."""
     label, share = ("spikes", "share") if output_is_spikes else ("mean output", "probability")
     name = escape(Path(result.path).name or result.path)
-    title = f"{name} → [bold green]{result.prediction}[/] ({100 * result.confidence:.0f}%"
+    named = result.name
+    title = f"{name} → [bold green]{escape(named(result.prediction))}[/] "
+    title += f"({100 * result.confidence:.0f}%"
     if result.confidence - result.runner_up_confidence < 0.2:
-        title += f", runner-up {result.runner_up} at {100 * result.runner_up_confidence:.0f}%"
+        title += (f", runner-up {escape(named(result.runner_up))} at "
+                  f"{100 * result.runner_up_confidence:.0f}%")
     title += ")" + LOW_CONTRAST_NOTE * getattr(result, "low_contrast", False)
     if result.label is not None:
         right = result.label == result.prediction
-        title += f", true {result.label}: " + ("[green]right[/]" if right else "[red]wrong[/]")
+        title += f", true {escape(named(result.label))}: " + (
+            "[green]right[/]" if right else "[red]wrong[/]")
     table = Table(title=title)
     if output_is_spikes and result.scores[result.prediction] == result.scores[result.runner_up]:
-        table.caption = (f"{result.prediction} and {result.runner_up} fired equally often: the "
-                         "tie goes to the neuron that received more input current")
-    table.add_column("digit", justify="right")
+        table.caption = (f"{named(result.prediction)} and {named(result.runner_up)} fired "
+                         "equally often: the tie goes to the neuron that received more input "
+                         "current")
+    table.add_column("class" if result.classes != DIGITS else "digit", justify="right")
     table.add_column(label, justify="right")
     table.add_column(share, justify="right")
     table.add_column("")
     for d, (score, fraction) in enumerate(zip(result.scores, result.shares, strict=True)):
         value = f"{int(score)}" if output_is_spikes else f"{score:.3f}"
         style = "bold green" if d == result.prediction else ""
-        table.add_row(str(d), value, f"{100 * fraction:.1f}%", _bar(fraction), style=style)
+        table.add_row(escape(named(d)), value, f"{100 * fraction:.1f}%", _bar(fraction),
+                      style=style)
     return table
 
 
@@ -291,13 +317,16 @@ def summary_row(item) -> tuple[str, str, str, str]:
     path = escape(item.path)
     if getattr(item, "error", None) is not None:
         return path, "[red]failed[/]", "-", "-"
-    runner_up = f"{item.runner_up} ({100 * item.runner_up_confidence:.0f}%)"
+    named = item.name
+    runner_up = f"{escape(named(item.runner_up))} ({100 * item.runner_up_confidence:.0f}%)"
     verdict = "" if item.label is None else (
-        " [green]right[/]" if item.label == item.prediction else f" [red]wrong, {item.label}[/]"
+        " [green]right[/]" if item.label == item.prediction
+        else f" [red]wrong, {escape(named(item.label))}[/]"
     )
     return (
         path,
-        f"{item.prediction}{verdict}" + LOW_CONTRAST_NOTE * getattr(item, "low_contrast", False),
+        f"{escape(named(item.prediction))}{verdict}"
+        + LOW_CONTRAST_NOTE * getattr(item, "low_contrast", False),
         f"{100 * item.confidence:.0f}%",
         runner_up if item.runner_up_confidence > 0 else "-",
     )
@@ -325,23 +354,26 @@ def summary_table(rows: list[tuple[str, str, str, str]], failed: int = 0,
     return table
 
 
-def compact_header(name_width: int) -> str:
+def compact_header(name_width: int, class_width: int = 4) -> str:
     """The header of `compact_row`s."""
-    return f"[bold]{'image':<{name_width}}  true  pred  confidence[/]"
+    return (f"[bold]{'image':<{name_width}}  {'true':>{class_width}}  "
+            f"{'pred':>{class_width}}  confidence[/]")
 
 
-def compact_row(item, name_width: int) -> str:
+def compact_row(item, name_width: int, class_width: int = 4) -> str:
     """One line for one input (a Prediction or a Failure): its name, the true digit when
     known, the prediction and its confidence, ✓ or ✗, and the runner-up when it came close."""
     name = escape(item.path.ljust(name_width))
     if getattr(item, "error", None) is not None:
         return f"{name}  [red]failed[/]"
-    true = "-" if item.label is None else str(item.label)
-    line = f"{name}  {true:>4}  {item.prediction:>4}  {100 * item.confidence:>9.0f}%"
+    true, predicted = item.name(item.label), item.name(item.prediction)
+    line = (f"{name}  {escape(true.rjust(class_width))}  {escape(predicted.rjust(class_width))}"
+            f"  {100 * item.confidence:>9.0f}%")
     if item.label is not None:
         line += "  [green]✓[/]" if item.label == item.prediction else "  [red]✗[/]"
     if item.confidence - item.runner_up_confidence < 0.2:
-        line += f"  runner-up {item.runner_up} ({100 * item.runner_up_confidence:.0f}%)"
+        runner_up = escape(item.name(item.runner_up))
+        line += f"  runner-up {runner_up} ({100 * item.runner_up_confidence:.0f}%)"
     return line
 
 

@@ -406,9 +406,14 @@ def test_models_shows_each_recipes_settings():
         words = line.split()
         if words:
             rows.setdefault(words[0], []).append(words[1:])
-    csnn = ["seed", "robust", "quick", "*", "fast", "best"]
+    csnn = ["seed", "robust", "quick", "*", "fast", "best", "fashion"]
     mlp = ["seed", "robust", "best", "*"]
     assert rows["setting"] == [csnn, mlp]
+    assert rows["dataset"][0][-1] == "fashion" and rows["styles"][0][-1] == "0"
+    assert rows["dataset"] == [["mnist"] * 5 + rows["dataset"][0][-1:], ["mnist"] * 3]
+    # the csnn's MNIST recipes: all but the last column
+    rows = {key: [values[0][:-1], *values[1:]] for key, values in rows.items()
+            if len(values) == 2}
     assert rows["norm"] == [["none", "none", "batch", "batch", "batch"], ["none", "none", "none"]]
     assert rows["loss"] == [["rate", "rate", "rate", "count", "rate"], ["mean", "mean", "mean"]]
     assert rows["time"] == [["steps", "100", "25", "6", "8", "16"], ["steps", "6", "6", "6"]]

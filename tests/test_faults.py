@@ -652,9 +652,9 @@ def test_thousands_of_images_are_read_and_classified_a_batch_at_a_time(
     reads, batches = [], []
     real_read, real_call = predict.read_digit, predict.Classifier.__call__
 
-    def counting_read(path, stdin=None):
+    def counting_read(path, stdin=None, digits=True):
         reads.append(path)
-        return real_read(path, stdin)
+        return real_read(path, stdin, digits)
 
     def recording_call(self, digits):
         batches.append((len(digits), len(reads)))

@@ -315,10 +315,10 @@ def test_interrupted_predict_keeps_what_was_done_as_valid_json(
         paper(d).save(images[-1])
     real_read = predict.read_digit
 
-    def interrupted_third(path, stdin=None):
+    def interrupted_third(path, stdin=None, digits=True):
         if path == str(images[2]):
             raise KeyboardInterrupt
-        return real_read(path, stdin)
+        return real_read(path, stdin, digits)
 
     monkeypatch.setattr(predict, "read_digit", interrupted_third)
     monkeypatch.setattr(predict, "BATCH", 1)  # the first two are classified before the third
