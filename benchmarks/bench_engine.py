@@ -106,7 +106,7 @@ def measure(model_name: str, recipe_name: str, steps: int, backend: str, precisi
     norm = {"mean": spec.normalisation[0], "std": spec.normalisation[1]}
 
     torch.manual_seed(0)
-    config = {**spec.build.config_fields(recipe), "steps": steps}
+    config = {**spec.config_from_recipe(recipe), "steps": steps}
     model = spec.build(spec.config_cls(**config)).to(device)
     # As `snn train` starts: the engine's speed follows the firing rates (sparse spikes are
     # summed, not multiplied), so they must be a run's.

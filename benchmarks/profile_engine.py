@@ -49,7 +49,7 @@ def main() -> None:
     images, labels = train.images.to(device), train.labels.to(device)
 
     torch.manual_seed(0)
-    model = spec.build(spec.config_cls(**{**spec.build.config_fields(recipe), "steps": steps}))
+    model = spec.build(spec.config_cls(**{**spec.config_from_recipe(recipe), "steps": steps}))
     model = model.to(device)
     initialise(model, recipe, images, norm)  # as `snn train` starts: speed follows firing rates
     precision = tune_for_device(model, device, batch, precision=args.precision)
