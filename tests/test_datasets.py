@@ -243,3 +243,10 @@ def test_help_lists_the_data_sets():
     for command in ("train", "evaluate", "predict"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "mnist|fashion-mnist" in result.output, command
+
+
+def test_a_fashion_mnist_image_given_back_is_read_as_it_was():
+    original = np.zeros((28, 28), np.uint8)
+    original[:, 6:22] = np.linspace(90, 250, 16, dtype=np.uint8)  # its longer side fills 28
+    read = prepare_product(Image.fromarray(original)).image
+    assert np.abs(read.astype(int) - original.astype(int)).mean() < 12
