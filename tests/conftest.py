@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
 import sys
 from pathlib import Path
@@ -72,6 +73,24 @@ def make_mnist_dir(folder: Path, n_train: int = 2000, n_test: int = 200, gz: boo
     write_idx(folder / "t10k-images-idx3-ubyte", test_x, gz)
     write_idx(folder / "t10k-labels-idx1-ubyte", test_y, gz)
     return folder
+
+
+def fake_downloader(name: str, source: Path, fetched: list):
+    """A stand-in for torchvision's dataset class `name` (MNIST, FashionMNIST), as far as
+    snncli uses it: it "downloads" the files of `source` into root/<name>/raw and records
+    each split asked for in `fetched`."""
+
+    class Downloader:
+        mirrors = [f"https://example.invalid/{name.lower()}/"]
+
+        def __init__(self, root, train, download):
+            fetched.append(train)
+            raw = Path(root) / name / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for p in source.iterdir():
+                shutil.copy(p, raw / p.name)
+
+    return Downloader
 
 
 @pytest.fixture(scope="session")

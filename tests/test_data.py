@@ -1,8 +1,6 @@
 import gzip
-import shutil
 import socket
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from snncli import data
 from snncli.data import batches, load_split, normalise
 from snncli.errors import DataError
 
-from conftest import make_mnist_dir, write_idx
+from conftest import fake_downloader, make_mnist_dir, write_idx
 
 
 def test_reads_gzipped_flat_folder(tiny_mnist):
@@ -124,18 +122,7 @@ def test_torchvision_downloads_when_a_mirror_answers(in_tmp, monkeypatch):
     source = make_mnist_dir(in_tmp / "source", n_train=20, n_test=10)
     monkeypatch.setattr(data, "_reachable", lambda urls: None)
     fetched = []
-
-    class FakeMNIST:  # torchvision's downloader, as far as snncli uses it
-        mirrors = ["https://example.invalid/mnist/"]
-
-        def __init__(self, root, train, download):
-            fetched.append(train)
-            raw = Path(root) / "MNIST" / "raw"
-            raw.mkdir(parents=True, exist_ok=True)
-            for p in source.iterdir():
-                shutil.copy(p, raw / p.name)
-
-    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", fake_downloader("MNIST", source, fetched))
     assert len(load_split("test")) == 10 and fetched == [True, False]
     monkeypatch.setattr(socket, "create_connection", _offline([]))  # cached: no network needed
     assert len(load_split("train")) == 20

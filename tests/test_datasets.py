@@ -22,7 +22,7 @@ from snncli.datasets import DATASETS, FASHION_CLASSES, DatasetError, get_dataset
 from snncli.errors import CheckpointError, DataError, ImageError
 from snncli.products import prepare_product
 
-from conftest import assert_failed, make_mnist_dir, write_idx
+from conftest import assert_failed, fake_downloader, make_mnist_dir, write_idx
 
 runner = CliRunner()
 
@@ -176,18 +176,8 @@ def test_fashion_downloads_through_torchvisions_fashion_class(in_tmp, monkeypatc
     source = make_mnist_dir(in_tmp / "source", n_train=20, n_test=10)
     monkeypatch.setattr(data, "_reachable", lambda urls: None)
     fetched = []
-
-    class FakeFashion:
-        mirrors = ["https://example.invalid/fashion/"]
-
-        def __init__(self, root, train, download):
-            fetched.append(train)
-            raw = Path(root) / "FashionMNIST" / "raw"
-            raw.mkdir(parents=True, exist_ok=True)
-            for p in source.iterdir():
-                shutil.copy(p, raw / p.name)
-
-    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashion)
+    fake = fake_downloader("FashionMNIST", source, fetched)
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", fake)
     monkeypatch.setenv("SNN_DATA_DIR", str(in_tmp / "not-for-fashion"))  # MNIST's variable
     assert len(load_split("test", dataset="fashion-mnist")) == 10 and fetched == [True, False]
     assert (in_tmp / "cache" / "fashion-mnist" / "FashionMNIST" / "raw").is_dir()
