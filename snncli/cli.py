@@ -512,8 +512,12 @@ def evaluate_command(
         None, "--steps-sweep", help="Also score at these time steps, e.g. 5,10,25,50,100."
     ),
     plot: Path = typer.Option(None, "--plot", help="Write confusion matrix (+ sweep) PNG."),
+    data: Path = typer.Option(
+        None, "--data", help="Score on a labelled image folder instead: one subfolder per "
+        "class (DIR/0/, DIR/7/, ...), images read as 'snn predict' reads them.",
+    ),
 ) -> None:
-    """Score a checkpoint on the MNIST test set.
+    """Score a checkpoint on the MNIST test set (or on your labelled images, --data DIR).
 
     CHECKPOINT (or --checkpoint) is a checkpoint file or 'bundled'; without one, the newest
     checkpoint of a finished run in checkpoints/, else the bundled weights."""
@@ -531,11 +535,12 @@ def evaluate_command(
     report = evaluate_checkpoint(
         chosen, data_dir=data_dir, device=device, batch_size=batch_size, limit=limit,
         steps=steps, backend=backend, precision=precision,
-        sweep=parse_steps_list(sweep) if sweep else (),
+        sweep=parse_steps_list(sweep) if sweep else (), data=data,
     )
     if as_json:
         summary = {"checkpoint": str(report.path), "model": report.checkpoint.model,
-                   **report.result.to_dict()}
+                   **report.result.to_dict(),
+                   **(report.folder.to_dict() if report.folder else {})}
         print(json.dumps(summary | ({"steps_sweep": report.sweep} if report.sweep else {})))
     else:
         for i, part in enumerate(evaluation_tables(report)):

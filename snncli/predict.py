@@ -213,6 +213,17 @@ def _reader_started() -> None:
     os.close(null)
 
 
+def read_digits(paths: list[str]) -> list[Prepared | Failure]:
+    """Each image file of `paths` made MNIST-like as `predict` makes it (its Prepared digit,
+    or a Failure saying why not), in order; many are read by forked processes as there."""
+    readers = image_readers(len(paths))
+    try:
+        return _read_chunk(list(paths), None, readers)
+    finally:
+        if readers is not None:
+            readers.shutdown(cancel_futures=True)
+
+
 def _read_chunk(chunk: list[str | Failure], stdin: bytes | None, readers) -> list:
     """Each input of `chunk` read: its Prepared digit or a Failure, in order."""
     files = [i for i, item in enumerate(chunk) if not isinstance(item, Failure) and item != "-"]
