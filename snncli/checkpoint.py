@@ -101,6 +101,9 @@ class Checkpoint:
     format_version: int = PLAIN_FORMAT_VERSION
     bundled: Bundled | None = None
     training_state: dict[str, Any] | None = None
+    # A fine-tuned checkpoint's origin (snncli/finetune.py RECORD_FIELDS): the weights it
+    # started from and the labelled folder it was trained on (path, image counts, classes).
+    fine_tuned: dict[str, Any] | None = None
 
     @property
     def recipe_name(self) -> str | None:
@@ -159,6 +162,8 @@ class Checkpoint:
             stored["bundled"] = self.bundled.to_dict()
         if self.training_state is not None:
             stored["training_state"] = self.training_state
+        if self.fine_tuned is not None:
+            stored["fine_tuned"] = dict(self.fine_tuned)
         return stored
 
     @classmethod
@@ -174,7 +179,7 @@ class Checkpoint:
             preprocessing=dict(ckpt.get("preprocessing") or MNIST_PREPROCESSING),
             versions=dict(ckpt.get("versions") or {}),
             format_version=ckpt["format_version"], bundled=Bundled.from_dict(ckpt.get("bundled")),
-            training_state=ckpt.get("training_state"),
+            training_state=ckpt.get("training_state"), fine_tuned=ckpt.get("fine_tuned"),
         )
 
     def compacted(self, source: str, dtype: str = "int8") -> dict[str, Any]:
@@ -319,8 +324,11 @@ def checkpoint_problems(ckpt: Any) -> list[str]:
         and len(set(classes)) == len(classes)
     ):
         return [f"classes {show(classes)} must be a list of distinct names"]
+    from .finetune import record_problems
+
     return [
         *_model_problems(ckpt),
+        *record_problems(ckpt.get("fine_tuned")),
         *_normalisation_problems(ckpt["normalisation"]),
         *_metrics_problems(ckpt.get("metrics", {})),
         *_recipe_problems(ckpt.get("recipe", {})),

@@ -406,9 +406,17 @@ def train_command(
         "(data-parallel: each takes its share of every batch; one GPU each on CUDA). For "
         "several machines, start 'snncli train' with torchrun (see README).",
     ),
+    data: Path = typer.Option(
+        None, "--data", help="Fine-tune on a labelled image folder (one subfolder per class, "
+        "DIR/0/ ... DIR/9/), mixed with as many MNIST images; needs --init-from.",
+    ),
+    init_from: str = typer.Option(
+        None, "--init-from", help="Start from these weights: 'bundled' or a checkpoint file "
+        "(the model, its settings and classes are its own; recipe default 'finetune').",
+    ),
     **overrides,
 ) -> None:
-    """Train a model on MNIST; Ctrl-C saves the run for --resume.
+    """Train a model on MNIST (or fine-tune one on your images); Ctrl-C saves the run.
 
     Writes the best checkpoint (on held-out validation images), the last one (resumable), a
     metrics file and a plot. Ctrl-C or SIGTERM stops after the current iteration and saves
@@ -429,7 +437,10 @@ def train_command(
         train_limit=train_limit, test_limit=test_limit, val_size=val_size,
         eval_every=eval_every, eval_epochs=eval_epochs, backend=backend, precision=precision,
         save_every=save_every, resume=str(resume) if resume else None,
+        init_from=init_from, data=str(data) if data else None,
     )
+    if init_from and not _given(ctx, "model"):  # the init checkpoint's model
+        options.model = None
     if nproc is not None and nproc > 1:
         from .launch import train_in_processes
 
@@ -460,6 +471,13 @@ def _train_process(options) -> None:
     finish()
     if launched():
         end_at_exit(0)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was given on the command line (not left at its default)."""
+    from typer._click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
 
 
 def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:

@@ -36,7 +36,7 @@ class LabelledFolder:
     classes: tuple[str, ...]  # every output's name (the checkpoint's classes)
     found: list[str]  # the class folders found, in `classes` order
     files: int  # image files found (read or not)
-    fingerprint: str  # of the files found: their paths relative to `root` and sizes
+    fingerprint: str  # of the files found: "count:hash" of their relative paths and sizes
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why) not read
 
     def __len__(self) -> int:
@@ -125,7 +125,7 @@ def fingerprint(root: Path, files: list[Path]) -> str:
         except OSError:
             size = -1
         digest.update(f"{path.relative_to(root).as_posix()}\0{size}\n".encode())
-    return digest.hexdigest()[:16]
+    return f"{len(files)}:{digest.hexdigest()[:16]}"
 
 
 def read_labelled_folder(root: str | Path, classes: tuple[str, ...] | list[str],

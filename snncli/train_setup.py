@@ -22,7 +22,7 @@ from .styles import style_digits
 
 @dataclass
 class TrainOptions:
-    model: str = "csnn"
+    model: str | None = "csnn"  # None with init_from: the init checkpoint's model
     recipe: str | None = None  # a named recipe of the model; None = its default
     overrides: dict[str, Any] = field(default_factory=dict)  # recipe settings to replace
     seed: int = 0
@@ -39,6 +39,13 @@ class TrainOptions:
     save_every: float = 10.0  # minutes of training between resumable checkpoints
     plot: bool = True
     resume: str | None = None  # a .last.pt checkpoint to continue
+    # Fine-tuning (snncli/finetune.py): the weights to start from ("bundled" or a checkpoint),
+    # the labelled image folder to train on, each output's class name (the init checkpoint's)
+    # and the folder's fingerprint (set when it is read: a resumed run checks it).
+    init_from: str | None = None
+    data: str | None = None
+    classes: list[str] | None = None
+    data_fingerprint: str | None = None
 
 
 @dataclass
@@ -72,9 +79,11 @@ class RunFiles:
         return cls(best, *named)
 
     @classmethod
-    def of_model(cls, model: str, out: str | Path | None) -> RunFiles:
-        """A new run's files: at `out`, or checkpoints/<model>.pt."""
-        return cls.beside(Path(out) if out else DEFAULT_DIR / f"{model}.pt")
+    def of_model(cls, model: str, out: str | Path | None, fine_tuned: bool = False) -> RunFiles:
+        """A new run's files: at `out`, or checkpoints/<model>.pt (a fine-tuning run's
+        checkpoints/<model>-finetuned.pt)."""
+        name = f"{model}-finetuned" if fine_tuned else model
+        return cls.beside(Path(out) if out else DEFAULT_DIR / f"{name}.pt")
 
     @classmethod
     def of_last(cls, last: Path, out: str | Path | None) -> RunFiles:
@@ -172,11 +181,16 @@ class RunData:
     validation: Split
     test: Split
     norm: dict
+    folder: Any = None  # fine-tuning on a labelled folder: finetune.FolderData
 
 
 def load_run_data(
     options: TrainOptions, recipe: Recipe, device: torch.device, mean_std
 ) -> RunData:
+    if options.data:
+        from .finetune import folder_run_data
+
+        return folder_run_data(options, recipe, device, mean_std)
     train_set = load_split("train", options.data_dir, options.train_limit)
     test_set = load_split("test", options.data_dir, options.test_limit)
     size = options.val_size if options.val_size is not None else default_val_size(len(train_set))
