@@ -101,7 +101,7 @@ class Checkpoint:
     format_version: int = PLAIN_FORMAT_VERSION
     bundled: Bundled | None = None
     training_state: dict[str, Any] | None = None
-    # A fine-tuned checkpoint's origin (snncli/finetune.py RECORD_FIELDS): the weights it
+    # A fine-tuned checkpoint's origin (RECORD_FIELDS below; snncli/finetune.py): the weights it
     # started from and the labelled folder it was trained on (path, image counts, classes).
     fine_tuned: dict[str, Any] | None = None
 
@@ -324,15 +324,56 @@ def checkpoint_problems(ckpt: Any) -> list[str]:
         and len(set(classes)) == len(classes)
     ):
         return [f"classes {show(classes)} must be a list of distinct names"]
-    from .finetune import record_problems
-
     return [
         *_model_problems(ckpt),
-        *record_problems(ckpt.get("fine_tuned")),
+        *fine_tuned_problems(ckpt.get("fine_tuned")),
         *_normalisation_problems(ckpt["normalisation"]),
         *_metrics_problems(ckpt.get("metrics", {})),
         *_recipe_problems(ckpt.get("recipe", {})),
     ]
+
+
+# The record of a fine-tuned checkpoint (`Checkpoint.fine_tuned`, snncli/finetune.py):
+# each field's check.
+RECORD_FIELDS = {
+    "init_from": ("text",),
+    "data": ("text",),
+    "images": ("whole", 1, 2**62),
+    "train_images": ("whole", 1, 2**62),
+    "held_out": ("whole", 0, 2**62),
+    "copies": ("whole", 1, 2**62),
+    "mnist_images": ("whole", 0, 2**62),
+    "skipped": ("whole", 0, 2**62),
+    "classes": ("names",),
+    "fingerprint": ("text",),
+}
+
+
+def fine_tuned_problems(record: Any) -> list[str]:
+    """What is wrong with a checkpoint's `fine_tuned` record (None: not fine-tuned)."""
+    if record is None:
+        return []
+    if not isinstance(record, dict) or "init_from" not in record:
+        return [f"fine_tuned {show(record)} must be a mapping naming init_from"]
+    found = []
+    for key, value in record.items():
+        check = RECORD_FIELDS.get(key)
+        if check is None:
+            found.append(f"fine_tuned has an unknown field {show(key)}")
+        elif check[0] == "names":
+            if not names_ok(value):
+                found.append(f"fine_tuned classes {show(value)} must be a list of distinct names")
+        else:
+            problem = field_problem(key, value, check)
+            if problem:
+                found.append(f"fine_tuned {problem}")
+    return found
+
+
+def names_ok(value: Any) -> bool:
+    """A non-empty list of distinct non-empty names."""
+    return (isinstance(value, list) and bool(value) and len(set(map(str, value))) == len(value)
+            and all(isinstance(v, str) and v for v in value))
 
 
 def _is(value: Any, kind: type, expected: Any) -> bool:

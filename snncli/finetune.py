@@ -25,6 +25,7 @@ FINETUNE_RECIPE = "finetune"  # the recipe a run with --init-from uses unless to
 HOLD_OUT = 0.2  # of each class of the folder, for choosing the best checkpoint
 FOLDER_EPOCH = 1024  # an epoch repeats the folder's training images to at least this many
 MNIST_SHARE = 0.5  # of an epoch's images, MNIST training images (drawn by the seed)
+MNIST_VALIDATION = 1000  # MNIST training images held out by default (--val-size sets it)
 # The recipe settings that make the model's config (`recipe_mapping`): a fine-tuning run
 # takes them from the init checkpoint's recipe.
 MODEL_SETTINGS = ("steps", "norm", "surrogate", "decay")
@@ -92,15 +93,15 @@ class FolderData:
     """A fine-tuning run's data beyond `RunData`'s: the validation parts and the record of
     the folder stored in its checkpoints (`Checkpoint.fine_tuned`)."""
 
-    parts: tuple[Split, Split]  # (the folder's held-out images, MNIST validation)
+    parts: tuple[Split, Split] | None  # (the folder's held-out images, MNIST validation)
     record: dict[str, Any]
 
 
-def folder_run_data(options, recipe, device: torch.device, mean_std):
-    """`RunData` of a fine-tuning run on the labelled folder `options.data` (see the module's
-    docstring). A resumed run checks that the folder holds the files it was saved with."""
+def folder_splits(options) -> tuple[Split, Split, Split, FolderData]:
+    """(training, validation, test) images of a fine-tuning run on the labelled folder
+    `options.data` (see the module's docstring), and its FolderData. A resumed run checks
+    that the folder holds the files it was saved with."""
     from .folders import hold_out_per_class, read_labelled_folder
-    from .train_setup import RunData, with_styles
 
     folder = read_labelled_folder(options.data, options.classes)
     name = one_line(options.data)
@@ -120,22 +121,17 @@ def folder_run_data(options, recipe, device: torch.device, mean_std):
     own = Split(own.images.repeat(copies, 1, 1), own.labels.repeat(copies))
 
     mnist = load_split("train", options.data_dir, options.train_limit)
-    size = options.val_size if options.val_size is not None else default_val_size(len(mnist))
+    size = options.val_size if options.val_size is not None else min(
+        MNIST_VALIDATION, default_val_size(len(mnist)))
     mnist, mnist_val = hold_out(mnist, size, options.seed)
     wanted = round(len(own) * MNIST_SHARE / (1 - MNIST_SHARE))
     picked = torch.randperm(len(mnist), generator=torch.Generator().manual_seed(options.seed))
     picked = picked[:wanted]
     train = Split(torch.cat([own.images, mnist.images[picked]]),
                   torch.cat([own.labels, mnist.labels[picked]]))
-    train = with_styles(train, round(recipe.styles * len(train)), options.seed)
     validation = Split(torch.cat([own_val.images, mnist_val.images]),
                        torch.cat([own_val.labels, mnist_val.labels]))
     test = load_split("test", options.data_dir, options.test_limit)
-    if device.type != "cpu":
-        train, validation, test, own_val, mnist_val = (
-            Split(s.images.to(device), s.labels.to(device))
-            for s in (train, validation, test, own_val, mnist_val)
-        )
     record = {
         "data": str(Path(options.data).expanduser()),
         "images": len(folder),
@@ -148,50 +144,4 @@ def folder_run_data(options, recipe, device: torch.device, mean_std):
         "fingerprint": folder.fingerprint,
     }
     parts = (own_val, mnist_val) if len(own_val) and len(mnist_val) else None
-    data = RunData(train, validation, test, {"mean": mean_std[0], "std": mean_std[1]})
-    data.folder = FolderData(parts, record)
-    return data
-
-
-# The record of a fine-tuned checkpoint (`Checkpoint.fine_tuned`): each field's check.
-RECORD_FIELDS = {
-    "init_from": ("text",),
-    "data": ("text",),
-    "images": ("whole", 1, 2**62),
-    "train_images": ("whole", 1, 2**62),
-    "held_out": ("whole", 0, 2**62),
-    "copies": ("whole", 1, 2**62),
-    "mnist_images": ("whole", 0, 2**62),
-    "skipped": ("whole", 0, 2**62),
-    "classes": ("names",),
-    "fingerprint": ("text",),
-}
-
-
-def record_problems(record: Any) -> list[str]:
-    """What is wrong with a checkpoint's `fine_tuned` record (None: not fine-tuned)."""
-    from .checks import field_problem, show
-
-    if record is None:
-        return []
-    if not isinstance(record, dict) or "init_from" not in record:
-        return [f"fine_tuned {show(record)} must be a mapping naming init_from"]
-    found = []
-    for key, value in record.items():
-        check = RECORD_FIELDS.get(key)
-        if check is None:
-            found.append(f"fine_tuned has an unknown field {show(key)}")
-        elif check[0] == "names":
-            if not names_ok(value):
-                found.append(f"fine_tuned classes {show(value)} must be a list of distinct names")
-        else:
-            problem = field_problem(key, value, check)
-            if problem:
-                found.append(f"fine_tuned {problem}")
-    return found
-
-
-def names_ok(value: Any) -> bool:
-    """A non-empty list of distinct non-empty names."""
-    return (isinstance(value, list) and bool(value) and len(set(map(str, value))) == len(value)
-            and all(isinstance(v, str) and v for v in value))
+    return train, validation, test, FolderData(parts, record)

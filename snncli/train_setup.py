@@ -187,21 +187,28 @@ class RunData:
 def load_run_data(
     options: TrainOptions, recipe: Recipe, device: torch.device, mean_std
 ) -> RunData:
-    if options.data:
-        from .finetune import folder_run_data
+    folder = None
+    if options.data:  # fine-tuning on a labelled folder, mixed with MNIST
+        from .finetune import folder_splits
 
-        return folder_run_data(options, recipe, device, mean_std)
-    train_set = load_split("train", options.data_dir, options.train_limit)
-    test_set = load_split("test", options.data_dir, options.test_limit)
-    size = options.val_size if options.val_size is not None else default_val_size(len(train_set))
-    train_set, validation = hold_out(train_set, size, options.seed)
+        train_set, validation, test_set, folder = folder_splits(options)
+    else:
+        train_set = load_split("train", options.data_dir, options.train_limit)
+        test_set = load_split("test", options.data_dir, options.test_limit)
+        size = options.val_size if options.val_size is not None else default_val_size(
+            len(train_set))
+        train_set, validation = hold_out(train_set, size, options.seed)
     train_set = with_styles(train_set, round(recipe.styles * len(train_set)), options.seed)
     if device.type != "cpu":  # MNIST fits in GPU memory: no host copies per iteration
         train_set, validation, test_set = (
             Split(s.images.to(device), s.labels.to(device))
             for s in (train_set, validation, test_set)
         )
-    return RunData(train_set, validation, test_set, {"mean": mean_std[0], "std": mean_std[1]})
+        if folder is not None and folder.parts:
+            folder.parts = tuple(Split(s.images.to(device), s.labels.to(device))
+                                 for s in folder.parts)
+    return RunData(train_set, validation, test_set, {"mean": mean_std[0], "std": mean_std[1]},
+                   folder)
 
 
 def load_shared_data(dist: Group, options: TrainOptions, recipe: Recipe, device: torch.device,

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import Checkpoint, state_dict_problems
+from .checkpoint import Checkpoint, names_ok, state_dict_problems
 from .checks import field_problem, show
 from .choices import BACKENDS, DEVICES, PRECISIONS
 from .models import get_model_spec
@@ -151,8 +151,6 @@ def _value_problem(name: str, value: Any, check: tuple) -> str | None:
     if check[-1] is None:
         return None if value is None else _value_problem(name, value, check[:-1])
     if kind == "names":
-        from .finetune import names_ok
-
         return None if names_ok(value) else f"{name} {show(value)} must be a list of names"
     return field_problem(name, value, check)
 
