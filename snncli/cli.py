@@ -416,7 +416,10 @@ def train_command(
     ),
     **overrides,
 ) -> None:
-    """Train a model on MNIST (or fine-tune one on your images); Ctrl-C saves the run.
+    """Train a model on MNIST, or fine-tune one on your images.
+
+    Ctrl-C saves the run for --resume. --data DIR --init-from bundled|CHECKPOINT fine-tunes
+    trained weights on a labelled image folder, mixed with MNIST images.
 
     Writes the best checkpoint (on held-out validation images), the last one (resumable), a
     metrics file and a plot. Ctrl-C or SIGTERM stops after the current iteration and saves
@@ -535,7 +538,7 @@ def evaluate_command(
         "class (DIR/0/, DIR/7/, ...), images read as 'snn predict' reads them.",
     ),
 ) -> None:
-    """Score a checkpoint on the MNIST test set (or on your labelled images, --data DIR).
+    """Score a checkpoint on MNIST test digits or your own images.
 
     CHECKPOINT (or --checkpoint) is a checkpoint file or 'bundled'; without one, the newest
     checkpoint of a finished run in checkpoints/, else the bundled weights."""
