@@ -110,6 +110,9 @@ class Checkpoint:
     format_version: int = PLAIN_FORMAT_VERSION
     bundled: Bundled | None = None
     training_state: dict[str, Any] | None = None
+    # A fine-tuned checkpoint's origin (RECORD_FIELDS below; snncli/finetune.py): the weights it
+    # started from and the labelled folder it was trained on (path, image counts, classes).
+    fine_tuned: dict[str, Any] | None = None
 
     @property
     def recipe_name(self) -> str | None:
@@ -168,6 +171,8 @@ class Checkpoint:
             stored["bundled"] = self.bundled.to_dict()
         if self.training_state is not None:
             stored["training_state"] = self.training_state
+        if self.fine_tuned is not None:
+            stored["fine_tuned"] = dict(self.fine_tuned)
         return stored
 
     @classmethod
@@ -183,7 +188,7 @@ class Checkpoint:
             preprocessing=dict(ckpt.get("preprocessing") or MNIST_PREPROCESSING),
             versions=dict(ckpt.get("versions") or {}),
             format_version=ckpt["format_version"], bundled=Bundled.from_dict(ckpt.get("bundled")),
-            training_state=ckpt.get("training_state"),
+            training_state=ckpt.get("training_state"), fine_tuned=ckpt.get("fine_tuned"),
         )
 
     def compacted(self, source: str, dtype: str = "int8") -> dict[str, Any]:
@@ -335,10 +340,54 @@ def checkpoint_problems(ckpt: Any) -> list[str]:
         return [f"it names {len(classes)} classes for {outputs} outputs"]
     return [
         *_model_problems(ckpt),
+        *fine_tuned_problems(ckpt.get("fine_tuned")),
         *_normalisation_problems(ckpt["normalisation"]),
         *_metrics_problems(ckpt.get("metrics", {})),
         *_recipe_problems(ckpt.get("recipe", {})),
     ]
+
+
+# The record of a fine-tuned checkpoint (`Checkpoint.fine_tuned`, snncli/finetune.py):
+# each field's check.
+RECORD_FIELDS = {
+    "init_from": ("text",),
+    "data": ("text",),
+    "images": ("whole", 1, 2**62),
+    "train_images": ("whole", 1, 2**62),
+    "held_out": ("whole", 0, 2**62),
+    "copies": ("whole", 1, 2**62),
+    "mnist_images": ("whole", 0, 2**62),
+    "skipped": ("whole", 0, 2**62),
+    "classes": ("names",),
+    "fingerprint": ("text",),
+}
+
+
+def fine_tuned_problems(record: Any) -> list[str]:
+    """What is wrong with a checkpoint's `fine_tuned` record (None: not fine-tuned)."""
+    if record is None:
+        return []
+    if not isinstance(record, dict) or "init_from" not in record:
+        return [f"fine_tuned {show(record)} must be a mapping naming init_from"]
+    found = []
+    for key, value in record.items():
+        check = RECORD_FIELDS.get(key)
+        if check is None:
+            found.append(f"fine_tuned has an unknown field {show(key)}")
+        elif check[0] == "names":
+            if not names_ok(value):
+                found.append(f"fine_tuned classes {show(value)} must be a list of distinct names")
+        else:
+            problem = field_problem(key, value, check)
+            if problem:
+                found.append(f"fine_tuned {problem}")
+    return found
+
+
+def names_ok(value: Any) -> bool:
+    """A non-empty list of distinct non-empty names."""
+    return (isinstance(value, list) and bool(value) and len(set(map(str, value))) == len(value)
+            and all(isinstance(v, str) and v for v in value))
 
 
 def _is(value: Any, kind: type, expected: Any) -> bool:

@@ -277,7 +277,6 @@ def models_command() -> None:
     """List the registered models and their training recipes."""
     from .models import create_model, get_model_spec, list_models
     from .pretrained import bundled_models
-    from .recipes import SETTINGS
 
     table = Table(title="Registered models")
     for column in ("name", "parameters", "time steps*", "summary"):
@@ -291,23 +290,7 @@ def models_command() -> None:
         params = sum(p.numel() for p in model.parameters())
         steps = spec.recipes[spec.default_recipe].steps
         table.add_row(name, f"{params:,}", str(steps), spec.summary)
-        # One column per recipe, one row per setting: stays narrow however many settings.
-        recipes = Table(
-            title=f"{name} recipes (--recipe NAME; * = default)",
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            collapse_padding=True,  # one space between columns: seven recipes fit 80 columns
-        )
-        recipes.add_column("setting", no_wrap=True)
-        for recipe_name in spec.recipes:
-            default = recipe_name == spec.default_recipe
-            recipes.add_column(recipe_name + (" *" if default else ""), no_wrap=True)
-        for key in SETTINGS:
-            label = "time steps" if key == "steps" else key.replace("_", " ")
-            values = (_setting(key, getattr(r, key)) for r in spec.recipes.values())
-            recipes.add_row(label, *values)
-        recipe_tables.append(recipes)
+        recipe_tables += _recipe_tables(name, spec)
     out.print(table)
     out.print("[dim]* of the default recipe (each recipe's below; a checkpoint runs its own)[/]",
               highlight=False)
@@ -316,6 +299,32 @@ def models_command() -> None:
     out.print(_bundled_table())
     if bundled_models():
         out.print(f"[dim]{BUNDLED_FIGURES}[/]", highlight=False)
+
+
+RECIPES_PER_TABLE = 5  # with the setting names, a table fits 80 columns
+
+
+def _recipe_tables(name: str, spec) -> list[Table]:
+    """One column per recipe, one row per setting (narrow however many settings), in tables
+    of at most RECIPES_PER_TABLE recipes."""
+    from .recipes import SETTINGS
+
+    names = list(spec.recipes)
+    parts = [names[i : i + RECIPES_PER_TABLE] for i in range(0, len(names), RECIPES_PER_TABLE)]
+    tables = []
+    for number, part in enumerate(parts, 1):
+        of = f", {number} of {len(parts)}" if len(parts) > 1 else ""
+        recipes = Table(title=f"{name} recipes (--recipe NAME; * = default{of})",
+                        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        recipes.add_column("setting", no_wrap=True)
+        for recipe_name in part:
+            default = recipe_name == spec.default_recipe
+            recipes.add_column(recipe_name + (" *" if default else ""), no_wrap=True)
+        for key in SETTINGS:
+            label = "time steps" if key == "steps" else key.replace("_", " ")
+            recipes.add_row(label, *(_setting(key, getattr(spec.recipes[r], key)) for r in part))
+        tables.append(recipes)
+    return tables
 
 
 def _bundled_table():
@@ -415,9 +424,21 @@ def train_command(
         "(data-parallel: each takes its share of every batch; one GPU each on CUDA). For "
         "several machines, start 'snncli train' with torchrun (see README).",
     ),
+    data: Path = typer.Option(
+        None, "--data", help="Fine-tune on a labelled image folder (one subfolder per class, "
+        "DIR/0/ ... DIR/9/), mixed with as many MNIST images; needs --init-from.",
+    ),
+    init_from: str = typer.Option(
+        None, "--init-from", help="Start from these weights: 'bundled' or a checkpoint file "
+        "(the model, its settings and classes are its own; recipe default 'finetune').",
+    ),
     **overrides,
 ) -> None:
-    """Train a model on MNIST (or --dataset fashion-mnist); Ctrl-C saves the run for --resume.
+    """Train a model on MNIST or Fashion-MNIST, or fine-tune one on your images.
+
+    Ctrl-C saves the run for --resume. --dataset fashion-mnist trains on Fashion-MNIST.
+    --data DIR --init-from bundled|CHECKPOINT fine-tunes trained weights on a labelled image
+    folder, mixed with MNIST images.
 
     Writes the best checkpoint (on held-out validation images), the last one (resumable), a
     metrics file and a plot. Ctrl-C or SIGTERM stops after the current iteration and saves
@@ -438,7 +459,10 @@ def train_command(
         train_limit=train_limit, test_limit=test_limit, val_size=val_size,
         eval_every=eval_every, eval_epochs=eval_epochs, backend=backend, precision=precision,
         save_every=save_every, resume=str(resume) if resume else None,
+        init_from=init_from, data=str(data) if data else None,
     )
+    if init_from and not _given(ctx, "model"):  # the init checkpoint's model
+        options.model = None
     if nproc is not None and nproc > 1:
         from .launch import train_in_processes
 
@@ -469,6 +493,13 @@ def _train_process(options) -> None:
     finish()
     if launched():
         end_at_exit(0)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was given on the command line (not left at its default)."""
+    from typer._click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
 
 
 def _refuse_changes_to_a_resumed_run(ctx: typer.Context) -> None:
@@ -522,8 +553,12 @@ def evaluate_command(
         None, "--steps-sweep", help="Also score at these time steps, e.g. 5,10,25,50,100."
     ),
     plot: Path = typer.Option(None, "--plot", help="Write confusion matrix (+ sweep) PNG."),
+    data: Path = typer.Option(
+        None, "--data", help="Score on a labelled image folder instead: one subfolder per "
+        "class (DIR/0/, DIR/7/, ...), images read as 'snn predict' reads them.",
+    ),
 ) -> None:
-    """Score a checkpoint on its data set's test split (MNIST's, or Fashion-MNIST's).
+    """Score a checkpoint on its data set's test split, or on your own images.
 
     CHECKPOINT (or --checkpoint) is a checkpoint file or 'bundled'; without one, the newest
     checkpoint of a finished run in checkpoints/, else the bundled weights."""
@@ -541,11 +576,12 @@ def evaluate_command(
     report = evaluate_checkpoint(
         chosen, data_dir=data_dir, device=device, batch_size=batch_size, limit=limit,
         steps=steps, backend=backend, precision=precision,
-        sweep=parse_steps_list(sweep) if sweep else (), dataset=dataset,
+        sweep=parse_steps_list(sweep) if sweep else (), dataset=dataset, data=data,
     )
     if as_json:
         summary = {"checkpoint": str(report.path), "model": report.checkpoint.model,
-                   **report.result.to_dict()}
+                   **report.result.to_dict(),
+                   **(report.folder.to_dict() if report.folder else {})}
         print(json.dumps(summary | ({"steps_sweep": report.sweep} if report.sweep else {})))
     else:
         for i, part in enumerate(evaluation_tables(report)):

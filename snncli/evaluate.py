@@ -166,14 +166,71 @@ def check_dataset(ckpt: Checkpoint, dataset: str | None, path: str | Path) -> No
                            f"{asked}: its outputs are {trained}'s classes")
 
 
+@torch.no_grad()
+def read_as(model, split: Split, normalisation: dict, device: torch.device,
+            batch_size: int = 1000, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the class each image of `split` is read as, and the model's confidence per class
+    [N, C]: the share of output spikes, or the softmax probability), on the CPU."""
+    was_training = model.training
+    model.eval()
+    predicted, confidence = [], []
+    for images, _ in batches(split, batch_size):
+        found = model.classify(normalise(images.to(device), **normalisation), steps=steps)
+        predicted.append(found.predicted.cpu())
+        confidence.append(model.confidence(found.scores).float().cpu())
+    model.train(was_training)
+    classes = model.config.num_classes
+    return (torch.cat(predicted) if predicted else torch.zeros(0, dtype=torch.long),
+            torch.cat(confidence) if confidence else torch.zeros(0, classes))
+
+
+@dataclass
+class FolderScore:
+    """A checkpoint on a labelled folder (`--data`): beside the usual Evaluation, each
+    misread file and the mean confidence given to the true class (a figure that moves
+    even when the accuracy cannot)."""
+
+    root: str
+    classes: tuple[str, ...]  # the checkpoint's class names, by label
+    found: list[str]  # the class folders found
+    files: int  # image files found, read or not
+    skipped: list[tuple[str, str]]  # (file, why) not read
+    misread: list[dict]  # {"path", "true", "read_as", "confidence"}, in file order
+    true_confidence: float  # mean confidence of the true class
+
+    def to_dict(self) -> dict:
+        return {"data": self.root, "classes_found": self.found, "files": self.files,
+                "skipped": [{"path": p, "error": e} for p, e in self.skipped],
+                "true_class_confidence": self.true_confidence, "misread": self.misread}
+
+
+def score_folder(model, folder, normalisation: dict, device: torch.device,
+                 batch_size: int = 1000, steps: int | None = None) -> FolderScore:
+    """The misread files of a read labelled folder (`folders.LabelledFolder`) and the mean
+    confidence of each image's true class."""
+    predicted, confidence = read_as(model, folder.split, normalisation, device, batch_size, steps)
+    labels = folder.split.labels.cpu()
+    truth = confidence[torch.arange(len(labels)), labels] if len(labels) else confidence[:0, 0]
+    misread = [
+        {"path": folder.paths[i], "true": folder.classes[int(labels[i])],
+         "read_as": folder.classes[int(predicted[i])],
+         "confidence": round(float(confidence[i, predicted[i]]), 6)}
+        for i in (predicted != labels).nonzero().squeeze(1).tolist()
+    ]
+    return FolderScore(str(folder.root), folder.classes, folder.found, folder.files,
+                       folder.skipped, misread, float(truth.double().mean()) if len(truth) else 0.0)
+
+
 @dataclass
 class CheckpointReport:
-    """What `snn evaluate` shows: a checkpoint scored on the test split (and a steps sweep)."""
+    """What `snn evaluate` shows: a checkpoint scored on the test split, or on a labelled
+    folder (`folder`), and a steps sweep."""
 
     path: Path
     checkpoint: Checkpoint
     result: Evaluation
     sweep: list[dict]
+    folder: FolderScore | None = None
 
 
 def evaluate_checkpoint(
@@ -188,9 +245,12 @@ def evaluate_checkpoint(
     precision: str = "auto",
     sweep: list[int] | tuple[int, ...] = (),
     dataset: str | None = None,
+    data: str | Path | None = None,
 ) -> CheckpointReport:
     """Score a checkpoint (default: the newest in checkpoints/, else the bundled csnn) on the
-    test split of the data set it was trained on (`dataset`, when given, must be that one)."""
+    test split of the data set it was trained on (`dataset`, when given, must be that one),
+    or on the labelled image folder `data` (snncli/folders.py; `limit` then keeps its first
+    N image files)."""
     from .checkpoint import load_checkpoint
     from .choice import choose_checkpoint
     from .data import load_split
@@ -202,7 +262,17 @@ def evaluate_checkpoint(
     dev = resolve_device(device)
     model = ckpt.build_model(dev)
     tune_for_device(model, dev, batch_size, backend=backend, precision=precision)
-    split = load_split("test", data_dir, limit, ckpt.dataset)
+    folder = None
+    if data is not None:
+        from .datasets import get_dataset
+        from .folders import read_labelled_folder
+
+        folder = read_labelled_folder(data, ckpt.class_names, limit,
+                                      digits=get_dataset(ckpt.dataset).digits)
+        split = folder.split
+    else:
+        split = load_split("test", data_dir, limit, ckpt.dataset)
     result = evaluate_model(model, split, ckpt.normalisation, dev, batch_size, steps)
     rows = steps_sweep(model, split, ckpt.normalisation, dev, list(sweep), batch_size)
-    return CheckpointReport(path, ckpt, result, rows)
+    scored = folder and score_folder(model, folder, ckpt.normalisation, dev, batch_size, steps)
+    return CheckpointReport(path, ckpt, result, rows, scored or None)

@@ -232,6 +232,18 @@ def _reader_started() -> None:
     os.close(null)
 
 
+def read_digits(paths: list[str], digits: bool = True) -> list[Prepared | Failure]:
+    """Each image file of `paths` made like the data set's images as `predict` makes it (its
+    Prepared digit, or product where `digits` is False, or a Failure saying why not), in
+    order; many are read by forked processes as there."""
+    readers = image_readers(len(paths))
+    try:
+        return _read_chunk(list(paths), None, readers, digits)
+    finally:
+        if readers is not None:
+            readers.shutdown(cancel_futures=True)
+
+
 def _read_chunk(chunk: list[str | Failure], stdin: bytes | None, readers,
                 digits: bool = True) -> list:
     """Each input of `chunk` read: its Prepared digit or a Failure, in order."""

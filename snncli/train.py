@@ -9,6 +9,7 @@ exactly (resume.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import distributed
+from . import distributed, finetune
 from .checkpoint import build_checkpoint, save_checkpoint
 from .data import Split
 from .errors import SnnError
@@ -166,12 +167,23 @@ class Run:
         correct, total = t.dist.sum_counts([result.correct, result.total])
         return correct / total if total else 0.0
 
+    def validation_score(self, model, row: dict) -> float:
+        """What chooses the best checkpoint: the accuracy on the validation images; in a
+        fine-tuning run on a folder, the mean of the folder's held-out images' accuracy
+        (also in `row`) and MNIST validation's, however few the folder's are."""
+        t = self.trainer
+        parts = t.data.folder.parts if t.data.folder is not None else None
+        if not parts:
+            return self.score(model, t.data.validation)
+        row["data_val_accuracy"] = own = self.score(model, parts[0])
+        return (own + self.score(model, parts[1])) / 2
+
     def evaluate(self) -> None:
         """Score validation (which chooses the best checkpoint) and test; save the best."""
         t = self.trainer
         row = {"iteration": t.iteration, "epoch": t.epoch}
         if len(t.data.validation):
-            row["val_accuracy"] = self.score(t.scored, t.data.validation)
+            row["val_accuracy"] = self.validation_score(t.scored, row)
         row["test_accuracy"] = self.score(t.scored, t.data.test)
         if t.averaged is not None and t.iteration == t.total_iterations:  # what it added, once
             row["unaveraged_test_accuracy"] = self.score(t.model, t.data.test)
@@ -220,6 +232,10 @@ class Run:
             dataset=t.recipe.dataset,
         )
         ckpt.training_state = state
+        if t.options.init_from:
+            ckpt.classes = list(t.options.classes)
+            folder = t.data.folder.record if t.data.folder is not None else {}
+            ckpt.fine_tuned = {"init_from": t.options.init_from, **folder}
         save_checkpoint(ckpt, path)
 
     def save_last(self) -> None:
@@ -240,17 +256,27 @@ class Run:
 
 
 def new_run(options: TrainOptions) -> tuple[Trainer, RunFiles]:
+    options, init = finetune.prepare_options(options)
     spec = get_model_spec(options.model)
     name, recipe = resolve_recipe(options)
+    if init is not None:
+        finetune.check_fits(spec, recipe, init, options.init_from)
     dist, device = distributed.start(resolve_device(options.device), recipe.batch_size)
-    files = RunFiles.of_model(options.model, options.out, recipe.dataset)
+    files = RunFiles.of_model(options.model, options.out, recipe.dataset,
+                              fine_tuned=init is not None)
     if files.best.is_dir():
         raise SnnError(f"--out {files.best} is a folder; give a file path such as model.pt")
     data = load_shared_data(dist, options, recipe, device, spec.normalisation)
+    if data.folder is not None:  # a resumed run checks that the folder is unchanged
+        options = dataclasses.replace(options,
+                                      data_fingerprint=data.folder.record["fingerprint"])
     if dist.main:
         files.check(options.plot)  # fail before training, not after it
     trainer = Trainer(spec, name, recipe, options, device, data, dist)
-    trainer.calibrate()
+    if init is not None:
+        trainer.start_from(init.state_dict)
+    else:
+        trainer.calibrate()
     trainer.distribute()
     return trainer, files
 

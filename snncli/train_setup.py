@@ -23,7 +23,7 @@ from .styles import style_digits
 
 @dataclass
 class TrainOptions:
-    model: str = "csnn"
+    model: str | None = "csnn"  # None with init_from: the init checkpoint's model
     recipe: str | None = None  # a named recipe of the model; None = its default
     overrides: dict[str, Any] = field(default_factory=dict)  # recipe settings to replace
     seed: int = 0
@@ -40,6 +40,13 @@ class TrainOptions:
     save_every: float = 10.0  # minutes of training between resumable checkpoints
     plot: bool = True
     resume: str | None = None  # a .last.pt checkpoint to continue
+    # Fine-tuning (snncli/finetune.py): the weights to start from ("bundled" or a checkpoint),
+    # the labelled image folder to train on, each output's class name (the init checkpoint's)
+    # and the folder's fingerprint (set when it is read: a resumed run checks it).
+    init_from: str | None = None
+    data: str | None = None
+    classes: list[str] | None = None
+    data_fingerprint: str | None = None
 
 
 @dataclass
@@ -73,14 +80,16 @@ class RunFiles:
         return cls(best, *named)
 
     @classmethod
-    def of_model(cls, model: str, out: str | Path | None,
-                 dataset: str = DEFAULT_DATASET) -> RunFiles:
-        """A new run's files: at `out`, or checkpoints/<model>.pt (<model>-<data set>.pt for
-        a data set other than MNIST, so that neither run replaces the other)."""
+    def of_model(cls, model: str, out: str | Path | None, dataset: str = DEFAULT_DATASET,
+                 fine_tuned: bool = False) -> RunFiles:
+        """A new run's files: at `out`, or checkpoints/<model>.pt; <model>-<data set>.pt for
+        a data set other than MNIST and <model>-finetuned.pt for a fine-tuning run, so that
+        no run replaces another's."""
         if out:
             return cls.beside(Path(out))
-        suffix = "" if dataset == DEFAULT_DATASET else f"-{dataset}"
-        return cls.beside(DEFAULT_DIR / f"{model}{suffix}.pt")
+        name = model + ("" if dataset == DEFAULT_DATASET else f"-{dataset}")
+        name += "-finetuned" if fine_tuned else ""
+        return cls.beside(DEFAULT_DIR / f"{name}.pt")
 
     @classmethod
     def of_last(cls, last: Path, out: str | Path | None) -> RunFiles:
@@ -186,22 +195,34 @@ class RunData:
     validation: Split
     test: Split
     norm: dict
+    folder: Any = None  # fine-tuning on a labelled folder: finetune.FolderData
 
 
 def load_run_data(
     options: TrainOptions, recipe: Recipe, device: torch.device, mean_std
 ) -> RunData:
-    train_set = load_split("train", options.data_dir, options.train_limit, recipe.dataset)
-    test_set = load_split("test", options.data_dir, options.test_limit, recipe.dataset)
-    size = options.val_size if options.val_size is not None else default_val_size(len(train_set))
-    train_set, validation = hold_out(train_set, size, options.seed)
+    folder = None
+    if options.data:  # fine-tuning on a labelled folder, mixed with MNIST
+        from .finetune import folder_splits
+
+        train_set, validation, test_set, folder = folder_splits(options)
+    else:
+        train_set = load_split("train", options.data_dir, options.train_limit, recipe.dataset)
+        test_set = load_split("test", options.data_dir, options.test_limit, recipe.dataset)
+        size = options.val_size if options.val_size is not None else default_val_size(
+            len(train_set))
+        train_set, validation = hold_out(train_set, size, options.seed)
     train_set = with_styles(train_set, round(recipe.styles * len(train_set)), options.seed)
     if device.type != "cpu":  # MNIST fits in GPU memory: no host copies per iteration
         train_set, validation, test_set = (
             Split(s.images.to(device), s.labels.to(device))
             for s in (train_set, validation, test_set)
         )
-    return RunData(train_set, validation, test_set, {"mean": mean_std[0], "std": mean_std[1]})
+        if folder is not None and folder.parts:
+            folder.parts = tuple(Split(s.images.to(device), s.labels.to(device))
+                                 for s in folder.parts)
+    return RunData(train_set, validation, test_set, {"mean": mean_std[0], "std": mean_std[1]},
+                   folder)
 
 
 def load_shared_data(dist: Group, options: TrainOptions, recipe: Recipe, device: torch.device,

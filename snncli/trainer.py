@@ -78,6 +78,13 @@ class Trainer:
         if changed and self.averaged is not None:
             self.averaged = make_average(self.model, self.recipe.ema)  # from the calibrated weights
 
+    def start_from(self, weights: dict) -> None:
+        """A fine-tuning run's start: the init checkpoint's weights (and a weight average
+        started from them), before any update."""
+        self.model.load_state_dict(weights)
+        if self.averaged is not None:
+            self.averaged = make_average(self.model, self.recipe.ema)
+
     def distribute(self) -> None:
         """In a data-parallel run, train through DistributedDataParallel with batch norm over
         all processes' images: after calibration or loading a saved state, which every process

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import Checkpoint, state_dict_problems
+from .checkpoint import Checkpoint, names_ok, state_dict_problems
 from .checks import field_problem, show
 from .choices import BACKENDS, DEVICES, PRECISIONS
 from .models import get_model_spec
@@ -45,13 +45,20 @@ OPTIONS = {
     "save_every": ("number", 0, math.inf, True, False),
     "plot": ("flag",),
     "resume": ("none",),
+    "init_from": ("text", None),
+    "data": ("text", None),
+    "classes": ("names", None),
+    "data_fingerprint": ("text", None),
 }
+# Options added after states were first saved: a state without them is a run without them.
+LATER_OPTIONS = ("init_from", "data", "classes", "data_fingerprint")
 ROW_FIELDS = {  # an evaluation's row of the metrics file
     "iteration": ("whole", 1, WHOLE),
     "epoch": ("whole", 1, WHOLE),
     "val_accuracy": ("number", 0, 1, False, False),
     "test_accuracy": ("number", 0, 1, False, False),
     "unaveraged_test_accuracy": ("number", 0, 1, False, False),
+    "data_val_accuracy": ("number", 0, 1, False, False),  # a fine-tuning folder's held-out
     "train_seconds": ("number", 0, math.inf, False, False),
 }
 ROW_NEEDS = ("iteration", "epoch", "test_accuracy", "train_seconds")
@@ -142,24 +149,31 @@ def _value_problem(name: str, value: Any, check: tuple) -> str | None:
         empty = isinstance(value, dict) and not value
         return None if empty else f"{name} {show(value)} must be an empty mapping"
     if check[-1] is None:
-        return None if value is None else field_problem(name, value, check[:-1])
+        return None if value is None else _value_problem(name, value, check[:-1])
+    if kind == "names":
+        return None if names_ok(value) else f"{name} {show(value)} must be a list of names"
     return field_problem(name, value, check)
 
 
 def _options_problems(options: Any, ckpt: Checkpoint) -> list[str]:
     if not isinstance(options, dict):
         return [f"options must be a mapping, not {type(options).__name__}"]
-    missing = [k for k in OPTIONS if k not in options]
+    missing = [k for k in OPTIONS if k not in options and k not in LATER_OPTIONS]
     unknown = [show(k) for k in options if k not in OPTIONS]
     if missing:
         return [f"options lack {', '.join(missing)}"]
     if unknown:
         return [f"options hold settings this snncli does not know: {', '.join(unknown)}"]
-    found = [f"options {p}" for name, check in OPTIONS.items()
+    found = [f"options {p}" for name, check in OPTIONS.items() if name in options
              for p in [_value_problem(name, options[name], check)] if p]
     if not found and options["model"] != ckpt.model:
         found.append(f"options model {show(options['model'])} is not the checkpoint's model "
                      f"{ckpt.model!r}")
+    if not found and options.get("init_from") is not None and options.get("classes") is None:
+        found.append("options classes must name each output of a run with init_from")
+    if not found and options.get("data") is not None and None in (
+            options.get("init_from"), options.get("data_fingerprint")):
+        found.append("options of a run with data must hold init_from and data_fingerprint")
     return found
 
 

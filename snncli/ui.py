@@ -193,12 +193,21 @@ def evaluation_tables(report) -> list:
     """The summary (and, for bundled weights, why its figures differ), the activity tables,
     accuracy per digit and the confusion matrix: to print one after another."""
     path, ckpt, result, sweep_rows = report.path, report.checkpoint, report.result, report.sweep
-    summary = Table(title=f"Evaluation of {path}", show_header=False)
+    folder = getattr(report, "folder", None)
+    on = f" on {escape(folder.root)}" if folder else ""
+    summary = Table(title=f"Evaluation of {path}{on}", show_header=False)
     summary.add_row("model", ckpt.model)
     summary.add_row("time steps", str(result.steps))
     summary.add_row("precision", result.precision)
-    summary.add_row("test images", f"{result.total:,}")
+    if folder:
+        skipped = f" ({len(folder.skipped)} unreadable skipped)" if folder.skipped else ""
+        summary.add_row("images", f"{result.total:,}{skipped}, classes {', '.join(folder.found)}")
+    else:
+        summary.add_row("test images", f"{result.total:,}")
     summary.add_row("accuracy", f"[bold]{100 * result.accuracy:.2f}%[/] ({result.correct:,} right)")
+    if folder:
+        summary.add_row("mean confidence of the true class",
+                        f"{100 * folder.true_confidence:.1f}%")
     trained = ckpt.metrics
     summary.add_row("checkpoint", which_checkpoint(trained))
     figures = ckpt.bundled
@@ -236,7 +245,10 @@ def evaluation_tables(report) -> list:
             sweep.add_row(str(row["steps"]), f"{100 * row['accuracy']:.2f}%")
         tables.append(sweep)
 
-    return tables + class_tables(result, ckpt.class_names)
+    tables += class_tables(result, ckpt.class_names)
+    if folder:
+        tables.append(misread_table(folder))
+    return tables
 
 
 def class_tables(result, classes: tuple[str, ...]) -> list[Table]:
@@ -268,6 +280,27 @@ def class_tables(result, classes: tuple[str, ...]) -> list[Table]:
         ]
         confusion.add_row(headed[true], *cells)
     return [per_class, confusion]
+
+
+MISREAD_SHOWN = 50  # rows of the misread table (--json lists every one)
+
+
+def misread_table(folder) -> Table | Text:
+    """The files of a labelled folder the checkpoint misread: path, true class, read as,
+    confidence."""
+    if not folder.misread:
+        return Text("no file misread", style="green")
+    shown = folder.misread[:MISREAD_SHOWN]
+    more = len(folder.misread) - len(shown)
+    table = Table(title=f"Misread files ({len(folder.misread)})",
+                  caption=f"and {more} more (--json lists all)" if more else None)
+    for column in ("file", "true", "read as", "confidence"):
+        table.add_column(column, justify="right" if column == "confidence" else "left",
+                         overflow="fold" if column == "file" else "ellipsis")
+    for row in shown:
+        table.add_row(escape(row["path"]), escape(row["true"]), f"[red]{escape(row['read_as'])}[/]",
+                      f"{100 * row['confidence']:.0f}%")
+    return table
 
 
 def _bar(fraction: float, width: int = 20) -> str:

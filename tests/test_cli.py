@@ -86,7 +86,8 @@ def test_train_recipe_is_chosen_and_stored(tiny_mnist, tmp_path):
     recipe = torch.load(out, weights_only=True)["recipe"]
     assert recipe["recipe"] == "robust" and recipe["augment"] == "full" and recipe["epochs"] == 1
     result = run("train", "-m", "mlp", "--recipe", "fast", "--data-dir", tiny_mnist)
-    assert_user_error(result, "model 'mlp' has no recipe 'fast'; choose one of: best, robust, seed")
+    assert_user_error(result, "model 'mlp' has no recipe 'fast'; choose one of: best, finetune, "
+                      "robust, seed")
 
 
 def test_train_writes_best_last_metrics_and_plot(tiny_mnist, in_tmp):
@@ -406,24 +407,23 @@ def test_models_shows_each_recipes_settings():
         words = line.split()
         if words:
             rows.setdefault(words[0], []).append(words[1:])
-    csnn = ["seed", "robust", "quick", "*", "fast", "best", "fashion"]
-    mlp = ["seed", "robust", "best", "*"]
+    # the csnn's recipes in two tables (five, then the rest), the mlp's in one
+    rows = {key: [values[0] + values[1], values[2]] for key, values in rows.items()
+            if len(values) == 3}
+    csnn = ["seed", "robust", "quick", "*", "fast", "best", "fashion", "finetune"]
+    mlp = ["seed", "robust", "best", "*", "finetune"]
     assert rows["setting"] == [csnn, mlp]
-    assert rows["dataset"][0][-1] == "fashion" and rows["styles"][0][-1] == "0"
-    assert rows["dataset"] == [["mnist"] * 5 + rows["dataset"][0][-1:], ["mnist"] * 3]
-    # the csnn's MNIST recipes: all but the last column
-    rows = {key: [values[0][:-1], *values[1:]] for key, values in rows.items()
-            if len(values) == 2}
-    assert rows["norm"] == [["none", "none", "batch", "batch", "batch"], ["none", "none", "none"]]
-    assert rows["loss"] == [["rate", "rate", "rate", "count", "rate"], ["mean", "mean", "mean"]]
-    assert rows["time"] == [["steps", "100", "25", "6", "8", "16"], ["steps", "6", "6", "6"]]
-    assert rows["augment"] == [
-        ["none", "full", "light", "light", "light"], ["none", "full", "light"]
-    ]
-    assert rows["schedule"][0] == ["constant", "onecycle", "onecycle", "onecycle", "onecycle"]
-    assert rows["ema"] == [["off", "off", "off", "off", "0.999"], ["off", "off", "off"]]
-    assert rows["surrogate"] == [["25", "25", "5", "25", "5"], ["1", "1", "1"]]
-    assert rows["decay"] == [["fixed"] * 5, ["fixed"] * 3]
+    assert rows["dataset"] == [["mnist"] * 5 + ["fashion", "mnist"], ["mnist"] * 4]
+    assert rows["styles"][0] == ["0", "0", "0.03", "0", "0", "0", "0"]
+    assert rows["norm"] == [["none", "none"] + ["batch"] * 5, ["none"] * 4]
+    assert rows["loss"] == [["rate", "rate", "rate", "count", "rate", "rate", "rate"],
+                            ["mean"] * 4]
+    assert rows["time"][1] == ["steps"] + ["6"] * 4
+    assert rows["time"][0][:6] == ["steps", "100", "25", "6", "8", "16"]
+    assert rows["schedule"][0] == ["constant"] + ["onecycle"] * 6  # nothing cut at 80 columns
+    assert rows["ema"] == [["off", "off", "off", "off", "0.999", "off", "off"], ["off"] * 4]
+    assert rows["surrogate"][1] == ["1"] * 4
+    assert rows["decay"] == [["fixed"] * 7, ["fixed"] * 4]
 
 
 def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, tmp_path):

@@ -204,6 +204,11 @@ ROBUST = replace(Recipe(), epochs=2, lr=5e-3, schedule="onecycle", warmup=0.15, 
 # on), 10 more epochs, a weight average and a wider surrogate (neurons far from the threshold
 # still learn).
 BEST = replace(FAST, epochs=40, steps=16, loss="rate", ema=0.999, surrogate=5.0)
+# Fine-tuning trained weights on a user's labelled folder mixed with MNIST (`snn train --data
+# DIR --init-from ...`, snncli/finetune.py): `quick` cut to 3 epochs at a tenth of its peak
+# rate, with a short warm-up and no style digits. The time steps, norm, surrogate and decay
+# are the init checkpoint's.
+FINETUNE = replace(QUICK, epochs=3, lr=5e-4, warmup=0.1, styles=0.0)
 
 
 register_model(
@@ -215,7 +220,7 @@ register_model(
         config_from_recipe=recipe_mapping(surrogate="slope"),
         default_recipe="quick",
         recipes={"seed": SEED, "robust": ROBUST, "quick": QUICK, "fast": FAST, "best": BEST,
-                 "fashion": FASHION},
+                 "fashion": FASHION, "finetune": FINETUNE},
         dataset_recipes={"fashion-mnist": "fashion"},
         normalisation=(0.0, 1.0),
     )
