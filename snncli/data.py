@@ -44,9 +44,10 @@ class Split:
 def needed_files_message(folder: Path | None, dataset: str = DEFAULT_DATASET) -> str:
     names = ", ".join(f"{n}[.gz]" for pair in SPLIT_FILES.values() for n in pair)
     where = f" in {folder}" if folder else ""
+    env = f" (or set {DATA_DIR_ENV})" if dataset == DEFAULT_DATASET else ""
     return (
-        f"{get_dataset(dataset).title} files not found{where}: need {names}; pass --data-dir DIR "
-        f"(or set {DATA_DIR_ENV}) pointing at a folder holding them"
+        f"{get_dataset(dataset).title} files not found{where}: need {names}; pass --data-dir DIR"
+        f"{env} pointing at a folder holding them"
     )
 
 
@@ -131,8 +132,9 @@ def _reachable(urls: list[str]) -> str | None:
 
 def _download_failed(reason: str, dataset: DataSet) -> str:
     names = ", ".join(n for pair in SPLIT_FILES.values() for n in pair)
-    return (f"{dataset.title} could not be downloaded ({reason}): pass --data-dir DIR, or set "
-            f"{DATA_DIR_ENV}, to a folder with {names} (.gz or not)")
+    env = f", or set {DATA_DIR_ENV}," if dataset.name == DEFAULT_DATASET else ""
+    return (f"{dataset.title} could not be downloaded ({reason}): pass --data-dir DIR{env} "
+            f"to a folder with {names} (.gz or not)")
 
 
 def _download(root: Path, dataset: DataSet) -> Path:

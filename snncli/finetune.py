@@ -71,6 +71,8 @@ def prepare_options(options):
                           f"give --recipe (one of: {', '.join(spec.recipes)})")
     taken = {k: ckpt.recipe[k] for k in MODEL_SETTINGS
              if k in ckpt.recipe and k not in options.overrides}
+    if not options.data and "dataset" not in options.overrides:
+        taken["dataset"] = ckpt.dataset  # training goes on with the checkpoint's data set
     options = dataclasses.replace(
         options, model=ckpt.model, recipe=recipe, overrides={**options.overrides, **taken},
         classes=list(ckpt.class_names),

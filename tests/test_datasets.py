@@ -240,3 +240,12 @@ def test_a_fashion_mnist_image_given_back_is_read_as_it_was():
     original[:, 6:22] = np.linspace(90, 250, 16, dtype=np.uint8)  # its longer side fills 28
     read = prepare_product(Image.fromarray(original)).image
     assert np.abs(read.astype(int) - original.astype(int)).mean() < 12
+
+
+def test_training_on_from_a_fashion_checkpoint_keeps_its_data_set(in_tmp, fashion_run,
+                                                                   tiny_mnist):
+    result = run("train", "--init-from", fashion_run, "--data-dir", tiny_mnist, "--epochs", "1",
+                 "--train-limit", "200", "--test-limit", "20", "--device", "cpu")
+    assert_ok_exit(result)
+    ckpt = load_checkpoint("checkpoints/mlp-fashion-mnist-finetuned.pt")
+    assert ckpt.dataset == "fashion-mnist" and ckpt.class_names == FASHION_CLASSES
