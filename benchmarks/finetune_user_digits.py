@@ -1,4 +1,4 @@
-"""Fine-tuning the bundled weights on users' digits: does it help, and does it forget MNIST?
+"""Fine-tuning trained weights on users' digits: does it help, and does it forget MNIST?
 
 tests/data/user_digits (file names `{label}_{source}_{kind}_{index}.{ext}`) is split into two
 halves, stratified: within each kind and digit the files, in name order, go alternately to a
@@ -12,7 +12,7 @@ fine-tuning's time (training alone, and the whole run with its reading and evalu
 
 Usage:
   .venv/bin/python benchmarks/finetune_user_digits.py --data-dir ../shared/data/mnist \
-      [--model csnn|mlp] [--seed 0] [--keep DIR]
+      [--model csnn|mlp] [--init-from bundled|CHECKPOINT] [--seed 0] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True, help="MNIST's four IDX files")
     parser.add_argument("--model", default="csnn", choices=("csnn", "mlp"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", default="bundled",
+                        help="the weights to fine-tune: 'bundled' (of --model) or a checkpoint")
     parser.add_argument("--keep", help="write the halves and the checkpoints here, and keep them")
     args = parser.parse_args()
 
@@ -71,9 +73,9 @@ def main() -> None:
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="finetune-"))
     try:
         tune, held, n_tune, n_held = split_halves(USER_DIGITS, root)
-        bundled = choose_checkpoint("bundled", args.model)[0]
-        before = score(bundled, args.data_dir, held), score(bundled, args.data_dir, None)
-        options = TrainOptions(model=args.model, init_from="bundled", data=str(tune),
+        initial = choose_checkpoint(args.init_from, args.model)[0]
+        before = score(initial, args.data_dir, held), score(initial, args.data_dir, None)
+        options = TrainOptions(model=args.model, init_from=str(initial), data=str(tune),
                                data_dir=args.data_dir, out=str(root / f"{args.model}-ft.pt"),
                                seed=args.seed, device="cpu", plot=False)
         start = time.perf_counter()
@@ -85,7 +87,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
-    print(f"bundled {args.model}, fine-tuned on {n_tune} user digits (seed {args.seed}), "
+    print(f"{args.init_from} {args.model}, fine-tuned on {n_tune} user digits (seed {args.seed}), "
           f"held-out half {n_held} images; MNIST test: 10,000 images, fp32")
     print("| | held-out accuracy | held-out true-class confidence | MNIST test |")
     print("| --- | --- | --- | --- |")

@@ -88,14 +88,15 @@ def list_labelled_files(root: str | Path, classes: tuple[str, ...] | list[str]) 
     name = one_line(root)
     classes = tuple(classes)
     folders = class_folders(root)
-    unknown = [p.name for p in folders if p.name not in classes]
+    index = class_index(classes)
+    unknown = [p.name for p in folders if p.name not in index]
     if unknown:
         listed = ", ".join(one_line(n) for n in unknown[:5]) + (
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise DataError(f"--data {name}: class folder{'s' * (len(unknown) > 1)} {listed} "
                         f"{'are not classes' if len(unknown) > 1 else 'is not a class'} of the "
                         f"checkpoint (its classes: {', '.join(classes)})")
-    folders.sort(key=lambda p: classes.index(p.name))
+    folders.sort(key=lambda p: index[p.name])
     per_class = {p.name: _images_in(p) for p in folders}
     if not any(per_class.values()):
         raise DataError(f"--data {name} holds no images in its class folders (formats read: "
@@ -111,8 +112,18 @@ def list_labelled_files(root: str | Path, classes: tuple[str, ...] | list[str]) 
     files, labels = [], []
     for class_name, found in per_class.items():
         files += found
-        labels += [classes.index(class_name)] * len(found)
+        labels += [index[class_name]] * len(found)
     return files, labels, list(per_class)
+
+
+def class_index(classes: tuple[str, ...]) -> dict[str, int]:
+    """Folder name -> label: a class's name, or, where the name holds a "/" (Fashion-MNIST's
+    "T-shirt/top"), that name with "-" or "_" in its place, as a folder can be named."""
+    index = {}
+    for label, name in enumerate(classes):
+        for alias in (name, name.replace("/", "-"), name.replace("/", "_")):
+            index.setdefault(alias, label)
+    return index
 
 
 def fingerprint(root: Path, files: list[Path]) -> str:

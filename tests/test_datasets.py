@@ -249,3 +249,20 @@ def test_training_on_from_a_fashion_checkpoint_keeps_its_data_set(in_tmp, fashio
     assert_ok_exit(result)
     ckpt = load_checkpoint("checkpoints/mlp-fashion-mnist-finetuned.pt")
     assert ckpt.dataset == "fashion-mnist" and ckpt.class_names == FASHION_CLASSES
+
+
+def test_a_folder_of_fashion_photos_is_scored_by_class_name(fashion_run, tmp_path):
+    folder = tmp_path / "clothes"
+    for name, shape in (("Trouser", "trouser"), ("Bag", "bag"), ("T-shirt-top", "bag")):
+        (folder / name).mkdir(parents=True)
+        for i in range(2):
+            photo(shape, background=235 - 10 * i).save(folder / name / f"{i}.png")
+    result = run("evaluate", fashion_run, "--data", folder, "--json")
+    assert_ok_exit(result)
+    report = json.loads(result.stdout)
+    assert report["classes_found"] == ["T-shirt-top", "Trouser", "Bag"] and report["total"] == 6
+    (folder / "Sneakers").mkdir()
+    photo("bag").save(folder / "Sneakers" / "0.png")
+    result = run("evaluate", fashion_run, "--data", folder)
+    assert_failed(result, "class folder Sneakers is not a class of the checkpoint (its "
+                  "classes: T-shirt/top, Trouser,")
