@@ -632,6 +632,27 @@ def predict_command(
         raise typer.Exit(1)
 
 
+@app.command("serve")
+def serve_command(
+    checkpoint: Path = CheckpointOption,
+    model: str = ModelOption,
+    host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on (the "
+                             "default is reachable from this machine only)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="0: any free port."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in a web browser."),
+) -> None:
+    """Draw digits in your browser and watch the network's spikes: a local web page and
+    its JSON API (POST /api/predict). Needs the extra: pip install "snncli[serve]"."""
+    from .choice import choose_checkpoint
+    from .serve import require_extra, serve
+
+    require_extra()
+    chosen, why = choose_checkpoint(checkpoint, model)
+    serve(chosen, why, host, port, open_browser,
+          say=lambda text: out.print(escape(text), highlight=False),
+          warn=lambda text: warnings.warn(SnnWarning(text), stacklevel=2))
+
+
 def _chosen_checkpoint(path: Path | None, model: str | None, quiet_stdout: bool):
     from .checkpoint import load_checkpoint
 
