@@ -146,6 +146,7 @@ async function send() {
     if (state.file) $("source").textContent = `read from ${state.file.name}`;
     show(json);
   } catch (error) {
+    if (state.file) $("source").textContent = `could not read ${state.file.name}`;
     showError(error.message || String(error));
   } finally {
     state.busy = false;
@@ -228,20 +229,27 @@ function drawSeen(image) {
   seen.putImageData(pixels, 0, 0);
 }
 
-// The output layer over time: a row per class, a column per time step.
+// The output layer over time: a row per class, a column per time step, as wide as the page
+// allows (drawn at the screen's pixel density, so labels stay sharp).
 function drawRaster(raster, classes, spikes) {
   const canvas = $("raster");
   const steps = raster.length;
-  const label = 22, top = 4, bottom = 18;
-  const cell = Math.max(3, Math.min(24, Math.floor(600 / Math.max(steps, 1))));
-  const row = 18;
-  canvas.width = label + steps * cell + 4;
-  canvas.height = top + classes.length * row + bottom;
+  const label = 22, top = 4, bottom = 18, row = 18;
+  const width = canvas.clientWidth || 320;
+  const height = top + classes.length * row + bottom;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  canvas.style.height = `${height}px`;
+  canvas.dataset.steps = String(steps);
   const g = canvas.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.fillStyle = "#fff";
-  g.fillRect(0, 0, canvas.width, canvas.height);
+  g.fillRect(0, 0, width, height);
   g.font = "12px sans-serif";
   g.textBaseline = "middle";
+  const cell = (width - label - 4) / Math.max(steps, 1);
+  const gap = cell > 4 ? 1 : 0;
   const most = spikes ? 1 : Math.max(...raster.flat().map(Math.abs), 1e-9);
   const best = state.last ? state.last.prediction : -1;
   classes.forEach((name, c) => {
@@ -255,12 +263,12 @@ function drawRaster(raster, classes, spikes) {
       if (!v) continue;
       g.globalAlpha = spikes ? 1 : Math.min(1, Math.abs(v) / most);
       g.fillStyle = c === best ? "#e4572e" : "#34495e";
-      g.fillRect(label + t * cell + 1, y + 3, Math.max(1, cell - 2), row - 6);
+      g.fillRect(label + t * cell + gap, y + 3, Math.max(1, cell - 2 * gap), row - 6);
       g.globalAlpha = 1;
     }
   });
   g.fillStyle = "#667085";
-  g.fillText(`time step 1 … ${steps}`, label, top + classes.length * row + bottom / 2 + 2);
+  g.fillText(`time steps 1 … ${steps}`, label, top + classes.length * row + bottom / 2 + 2);
 }
 
 async function start() {
