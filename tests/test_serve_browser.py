@@ -77,7 +77,8 @@ def draw(driver, strokes):
 
 def shown(driver, digit: str, timeout: float = 20):
     WebDriverWait(driver, timeout).until(
-        lambda d: d.execute_script("return document.body.dataset.prediction") == digit
+        lambda d: d.execute_script("return document.body.dataset.pending") == "no"
+        and d.execute_script("return document.body.dataset.prediction") == digit
         and not d.find_element(By.ID, "error").is_displayed()
     )
     return driver.find_element(By.ID, "prediction").text
@@ -133,7 +134,9 @@ def test_draw_a_digit_and_upload_a_file(server, browser, tmp_path):
     not_image.write_text("not an image")
     browser.find_element(By.ID, "file").send_keys(str(not_image))
     error = browser.find_element(By.ID, "error")
-    WebDriverWait(browser, 20).until(lambda d: error.is_displayed())
+    WebDriverWait(browser, 20).until(
+        lambda d: d.execute_script("return document.body.dataset.pending") == "no"
+        and error.is_displayed())
     assert "not an image" in error.text
     browser.save_screenshot(str(tmp_path / "page.png"))
     assert (tmp_path / "page.png").stat().st_size > 10_000

@@ -12,7 +12,8 @@ const state = {
   busy: false,        // a request is on its way
   again: false,       // something changed while it was: ask again when it is back
   timer: null,
-  last: null,         // the last answer, redrawn when the steps change
+  last: null,         // the last answer shown
+  generation: 0,      // counts clears and new files: an answer to what came before is dropped
 };
 const DEBOUNCE_MS = 120;
 const STROKE = 20;    // pen width on the 280-pixel pad: MNIST-like after scaling to 20x20
@@ -71,6 +72,7 @@ for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) {
 }
 
 $("clear").addEventListener("click", () => {
+  state.generation++;
   clearPad();
   state.file = null;
   $("source").textContent = "";
@@ -98,6 +100,7 @@ for (const zone of [$("drop"), pad]) {
 }
 
 function useFile(file) {
+  state.generation++;
   state.file = file;
   $("source").textContent = `reading ${file.name} (${Math.ceil(file.size / 1024)} KB)`;
   // Show the file on the pad when the browser can decode it; the server reads it either way.
@@ -115,17 +118,21 @@ function useFile(file) {
   schedule(0);
 }
 
+// body[data-pending] is "yes" from a change until the answer to the latest one is shown.
 function schedule(delay = DEBOUNCE_MS) {
   clearTimeout(state.timer);
+  document.body.dataset.pending = "yes";
   state.timer = setTimeout(send, delay);
 }
 
 async function send() {
+  state.timer = null;
   if (state.busy) { state.again = true; return; }
-  if (!state.file && !state.drawn) { showEmpty(); return; }
+  if (!state.file && !state.drawn) { showEmpty(); settled(); return; }
   state.busy = true;
   state.again = false;
   const steps = stepsInput.value;
+  const generation = state.generation;
   try {
     let body, headers = {};
     if (state.file) {  // the file as given, in a form (any format the server reads)
@@ -139,6 +146,7 @@ async function send() {
                                { method: "POST", body, headers });
     let json = null;
     try { json = await answer.json(); } catch (e) { /* not JSON: reported below */ }
+    if (generation !== state.generation) return;  // cleared, or another file given, since
     if (!answer.ok || !json || json.error) {
       throw new Error((json && json.error) || `the server answered ${answer.status}`);
     }
@@ -146,12 +154,18 @@ async function send() {
     if (state.file) $("source").textContent = `read from ${state.file.name}`;
     show(json);
   } catch (error) {
+    if (generation !== state.generation) return;
     if (state.file) $("source").textContent = `could not read ${state.file.name}`;
     showError(error.message || String(error));
   } finally {
     state.busy = false;
     if (state.again) schedule(0);
+    else settled();
   }
+}
+
+function settled() {
+  if (state.timer === null && !state.busy) document.body.dataset.pending = "no";
 }
 
 function showError(message) {
