@@ -30,7 +30,7 @@ pytest.importorskip("starlette", reason="the serve extra is not installed")
 from starlette.testclient import TestClient  # noqa: E402
 
 from snncli.choice import choose_checkpoint  # noqa: E402
-from snncli.serve import is_loopback, listen  # noqa: E402
+from snncli.serve import announcement, listen  # noqa: E402
 from snncli.serve.app import MAX_BODY, STATIC, create_app  # noqa: E402
 from snncli.serve.service import MAX_STEPS, DigitReader  # noqa: E402
 
@@ -295,14 +295,6 @@ def test_a_port_in_use_is_one_error_line():
     assert f"port {port}" in lines[0] and "in use" in lines[0]
 
 
-def test_only_a_loopback_socket_counts_as_local():
-    with listen("127.0.0.1", 0) as local:
-        assert is_loopback(local)
-    with socket.socket() as anywhere:
-        anywhere.bind(("0.0.0.0", 0))  # never listening: nothing can reach it
-        assert not is_loopback(anywhere)
-
-
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     """A real `snn serve` on a free port of 127.0.0.1: (the process, the page's address)."""
     process = subprocess.Popen(
@@ -344,3 +336,54 @@ def test_serve_answers_and_stops_cleanly(stop):
         rest, errors = process.communicate(timeout=30)
     assert process.returncode == 0, errors
     assert errors == "" and rest.strip().endswith("stopped")
+
+
+def test_the_mlp_answers_its_mean_outputs():
+    """A model whose output layer does not spike: `spike_counts` null, the raster its outputs."""
+    path, why = choose_checkpoint("bundled", "mlp")
+    mlp = DigitReader(path, why)
+    try:
+        with TestClient(create_app(mlp)) as c:
+            answer = post_bytes(c, GOOD, query="?steps=9").json()
+    finally:
+        mlp.close()
+    assert answer["model"] == "mlp" and answer["prediction"] == 1
+    assert answer["spike_counts"] is None and len(answer["scores"]) == 10
+    raster = np.array(answer["raster"])
+    assert raster.shape == (9, 10)
+    assert np.allclose(raster.mean(0), answer["scores"], atol=1e-3)  # scores: the mean output
+    assert [layer["name"] for layer in answer["layers"]] == ["lif1 (fc1)", "lif2 (fc2)"]
+
+
+def test_a_content_length_that_is_not_a_number_is_refused(reader):
+    """Checked before the body is read (the test client always sends a right one)."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/predict", "raw_path":
+             b"/api/predict", "query_string": b"", "root_path": "", "scheme": "http",
+             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 9), "http_version": "1.1",
+             "headers": [(b"content-type", b"image/png"), (b"content-length", b"12x")]}
+    import anyio
+
+    anyio.run(create_app(reader), scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == {"error": "the Content-Length header is not a number"}
+
+
+def test_a_host_other_machines_reach_is_warned_about(reader):
+    info = reader.info()
+    with listen("127.0.0.1", 0) as local:
+        said = announcement(local, "127.0.0.1", "http://127.0.0.1:1/", info, "using x.pt")
+    assert not any(warning for warning, _ in said)
+    assert said[0] == (False, "using x.pt") and "127.0.0.1 only" in said[2][1]
+    with socket.socket() as anywhere:
+        anywhere.bind(("0.0.0.0", 0))  # never listening: nothing can reach it
+        said = announcement(anywhere, "0.0.0.0", "http://127.0.0.1:1/", info, "using x.pt")
+    assert [warning for warning, _ in said] == [False, False, True]
+    assert said[2][1].startswith("listening on 0.0.0.0: anyone who can reach this machine")

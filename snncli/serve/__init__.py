@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import SnnError
 
 EXTRA = 'pip install "snncli[serve]"'
-MODULES = ("starlette", "uvicorn", "multipart")  # multipart: python-multipart, for forms
+MODULES = ("starlette", "uvicorn", "python_multipart")  # python-multipart: forms
 
 
 def require_extra() -> None:
@@ -76,7 +76,8 @@ def serve(checkpoint: Path, why: str, host: str = "127.0.0.1", port: int = 8000,
     model loaded, then the address said (and opened in a browser with `open_browser`)."""
     require_extra()
     sock = listen(host, port)
-    # Until uvicorn takes them over (and after), SIGTERM stops the server as Ctrl-C does.
+    # SIGTERM stops it as Ctrl-C does: uvicorn handles both while it serves, and raises the
+    # signal again once it has stopped; before and after, they are a KeyboardInterrupt.
     stop = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
         _run(sock, checkpoint, why, host, open_browser, say, warn)
@@ -92,23 +93,16 @@ def serve(checkpoint: Path, why: str, host: str = "127.0.0.1", port: int = 8000,
 def _run(sock, checkpoint, why, host, open_browser, say, warn) -> None:
     import uvicorn
 
-    from .app import QuietServer, create_app
+    from .app import create_app
     from .service import DigitReader
 
     reader = DigitReader(checkpoint, why)
     try:
         url = url_of(sock, host)
-        info = reader.info()
-        say(why or f"using {checkpoint}")
-        say(f"snn serve: {url}  ({info['model']}, {info['steps']} time steps, "
-            f"{info['precision']}; Ctrl-C stops it)")
-        if is_loopback(sock):
-            say(f"listening on {sock.getsockname()[0]} only: this machine's browsers can "
-                "reach it, other machines cannot (--host to change)")
-        else:
-            warn(f"listening on {host}: anyone who can reach this machine on port "
-                 f"{sock.getsockname()[1]} can use the page and its API")
-        server = QuietServer(uvicorn.Config(
+        for warning, line in announcement(sock, host, url, reader.info(), why or
+                                          f"using {checkpoint}"):
+            (warn if warning else say)(line)
+        server = uvicorn.Server(uvicorn.Config(
             create_app(reader), log_level="warning", access_log=False,
             limit_concurrency=64, timeout_graceful_shutdown=5,
         ))
@@ -119,6 +113,21 @@ def _run(sock, checkpoint, why, host, open_browser, say, warn) -> None:
         server.run(sockets=[sock])
     finally:
         reader.close()
+
+
+def announcement(sock: socket.socket, host: str, url: str, info: dict,
+                 why: str) -> list[tuple[bool, str]]:
+    """What `snn serve` says when it starts, as (is a warning, line): which checkpoint, the
+    address, and who can reach it."""
+    lines = [(False, why), (False, f"snn serve: {url}  ({info['model']}, {info['steps']} time "
+                                     f"steps, {info['precision']}; Ctrl-C stops it)")]
+    if is_loopback(sock):
+        lines.append((False, f"listening on {sock.getsockname()[0]} only: this machine's "
+                             "browsers can reach it, other machines cannot (--host to change)"))
+    else:
+        lines.append((True, f"listening on {host}: anyone who can reach this machine on port "
+                            f"{sock.getsockname()[1]} can use the page and its API"))
+    return lines
 
 
 def _main_thread() -> bool:

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
-import signal
-import threading
 from pathlib import Path
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -175,21 +171,3 @@ async def _snn_error(request: Request, exc: SnnError) -> JSONResponse:
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(500, unexpected_message(exc))
 
-
-class QuietServer(uvicorn.Server):
-    """uvicorn's server, except that Ctrl-C and SIGTERM stop it and that is all: uvicorn
-    raises the signal again once it has stopped, which would end `snn serve` with an
-    'interrupted' exit code (or killed by SIGTERM) instead of exit code 0."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        before = {sig: signal.signal(sig, self.handle_exit)
-                  for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in before.items():
-                signal.signal(sig, handler)
