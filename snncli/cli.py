@@ -641,8 +641,10 @@ def serve_command(
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="0: any free port."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in a web browser."),
 ) -> None:
-    """Draw digits in your browser and watch the network's spikes: a local web page and
-    its JSON API (POST /api/predict). Needs the extra: pip install "snncli[serve]"."""
+    r"""Draw digits in a web page and watch the network's spikes.
+
+    A local page to draw on or drop an image file on, and its JSON API.
+    Needs the serve extra: pip install "snncli\[serve]"."""
     from .choice import choose_checkpoint
     from .serve import require_extra, serve
 

@@ -15,7 +15,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import ImageError, SnnError, unexpected_message
+from ..errors import ImageError, SnnError, one_line, unexpected_message
 from .service import DigitReader
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -119,7 +119,8 @@ async def _image_of(request: Request) -> tuple[bytes, str]:
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise ApiError(400, "the form has no file in a field named 'file'")
-            data, name = await upload.read(), upload.filename or "<upload>"
+            # the name goes into messages and the answer: one line, of a sane length
+            data, name = await upload.read(), one_line(upload.filename or "<upload>")[:200]
     elif kind == "application/json":
         data, name = _json_image(await request.body()), "<upload>"
     else:
