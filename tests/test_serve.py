@@ -238,6 +238,7 @@ def test_the_page_loads_nothing_from_elsewhere(client):
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", path.read_text()), path
     info = client.get("/api/info").json()
     assert info["model"] == "csnn" and info["max_steps"] == MAX_STEPS and info["steps"] == 16
+    assert info["bundled"] is True
 
 
 def test_requests_at_once_get_the_same_answers(reader):

@@ -59,12 +59,13 @@ def browser():
     driver.quit()
 
 
-def draw(driver, strokes):
-    """Each stroke as a pointer pressed at its first point, moved through the others and
-    released (the pad's pixels scaled to its size on the page)."""
+def draw(driver, strokes, kind: str = "mouse"):
+    """Each stroke as a pointer (a mouse, or a finger: kind "touch") pressed at its first
+    point, moved through the others and released (the pad's pixels scaled to its size on the
+    page)."""
     pad = driver.find_element(By.ID, "pad")
     scale = pad.size["width"] / 280
-    actions = ActionBuilder(driver, mouse=PointerInput("mouse", "mouse"), duration=20)
+    actions = ActionBuilder(driver, mouse=PointerInput(kind, kind), duration=20)
     for stroke in strokes:
         # Offsets are from the element's centre.
         points = [(round((x - 140) * scale), round((y - 140) * scale)) for x, y in stroke]
@@ -153,8 +154,8 @@ def test_the_page_fits_a_phone(server, browser, tmp_path):
         assert overflow <= 0  # nothing wider than the screen
         pad = browser.find_element(By.ID, "pad")
         assert 250 <= pad.size["width"] <= 390
-        draw(browser, ONE)
-        assert shown(browser, "1") == "1"
+        draw(browser, SEVEN, kind="touch")  # a finger
+        assert shown(browser, "7") == "7"
         browser.save_screenshot(str(tmp_path / "phone.png"))
     finally:
         browser.set_window_size(1100, 1000)

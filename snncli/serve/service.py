@@ -16,6 +16,7 @@ from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import SnnError
 from ..predict import Classifier, predict_prepared, prepare_image
 from ..preprocess import Prepared
+from ..pretrained import bundled_path
 from ..runtime import resolve_device
 
 MAX_STEPS = 100  # time steps a request may ask for: the page's slider, and a bound on the work
@@ -64,6 +65,7 @@ class DigitReader:
         return {
             "model": self.checkpoint.model,
             "checkpoint": str(self.path),
+            "bundled": self.path.resolve() == bundled_path(self.checkpoint.model).resolve(),
             "chosen": self.why,
             "steps": self.steps,
             "max_steps": MAX_STEPS,

@@ -182,6 +182,7 @@ function showEmpty() {
   $("runner-up").textContent = "–";
   $("confidence").textContent = "";
   $("runner-up-confidence").textContent = "";
+  $("quick").textContent = "";
   $("bars").replaceChildren();
   $("layers").replaceChildren();
   const seen = $("seen").getContext("2d");
@@ -199,6 +200,7 @@ function show(result) {
   $("confidence").textContent = percent(result.confidence);
   $("runner-up").textContent = classes[result.runner_up];
   $("runner-up-confidence").textContent = percent(result.runner_up_confidence);
+  $("quick").textContent = `→ ${classes[result.prediction]}`;  // beside the pad, on a phone too
   drawSeen(result.image);
   const spikes = result.spike_counts !== null;
   $("bars-title").textContent = spikes ? "Output spikes per class" : "Mean output per class";
@@ -295,7 +297,8 @@ async function start() {
     stepsInput.max = info.max_steps;
     stepsInput.value = info.steps;
     $("steps-value").textContent = info.steps;
-    $("info").textContent = `${info.model} · ${info.checkpoint} · trained at ${info.steps} ` +
+    const weights = info.bundled ? "the bundled weights" : info.checkpoint;
+    $("info").textContent = `${info.model} · ${weights} · trained at ${info.steps} ` +
       `time steps · ${info.precision}`;
     document.body.dataset.ready = "yes";
   } catch (error) {
