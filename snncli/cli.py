@@ -434,7 +434,7 @@ def train_command(
     ),
     **overrides,
 ) -> None:
-    """Train a model on MNIST or Fashion-MNIST, or fine-tune one on your images.
+    """Train on MNIST or Fashion-MNIST, or fine-tune on your own images.
 
     Ctrl-C saves the run for --resume. --dataset fashion-mnist trains on Fashion-MNIST.
     --data DIR --init-from bundled|CHECKPOINT fine-tunes trained weights on a labelled image
@@ -558,7 +558,7 @@ def evaluate_command(
         "class (DIR/0/, DIR/7/, ...), images read as 'snn predict' reads them.",
     ),
 ) -> None:
-    """Score a checkpoint on its data set's test split, or on your own images.
+    """Score a checkpoint on its data set's test images or on your own.
 
     CHECKPOINT (or --checkpoint) is a checkpoint file or 'bundled'; without one, the newest
     checkpoint of a finished run in checkpoints/, else the bundled weights."""
@@ -629,8 +629,9 @@ def predict_command(
     ),
     precision: Precision = PrecisionOption,
 ) -> None:
-    """Classify digit images (yours, or MNIST's with --sample); a Fashion-MNIST checkpoint
-    reads photos of clothing.
+    """Classify your images, or test images with --sample.
+
+    Digits for an MNIST checkpoint, photos of clothing for a Fashion-MNIST one.
 
     Shows the output spikes per class of each image (a table each for up to 3 images, one
     row each for more; --tables for tables). Every input that cannot be read (or holds no
@@ -678,6 +679,29 @@ def predict_command(
         _write_figure(report, figure, spikes, as_json, originals=not sample)
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve_command(
+    checkpoint: Path = CheckpointOption,
+    model: str = ModelOption,
+    host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on (the "
+                             "default is reachable from this machine only)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="0: any free port."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in a web browser."),
+) -> None:
+    r"""Draw digits in a web page and watch the network's spikes.
+
+    A local page to draw on or drop an image file on, and its JSON API.
+    Needs the serve extra: pip install "snncli\[serve]"."""
+    from .choice import choose_checkpoint
+    from .serve import require_extra, serve
+
+    require_extra()
+    chosen, why = choose_checkpoint(checkpoint, model)
+    serve(chosen, why, host, port, open_browser,
+          say=lambda text: out.print(escape(text), highlight=False),
+          warn=lambda text: warnings.warn(SnnWarning(text), stacklevel=2))
 
 
 def _chosen_checkpoint(path: Path | None, model: str | None, quiet_stdout: bool,

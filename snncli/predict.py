@@ -85,11 +85,13 @@ class Classifier:
         self.digits = get_dataset(ckpt.dataset).digits  # how users' images are read
 
     @torch.no_grad()
-    def __call__(self, digits: list[np.ndarray]) -> Classified:
+    def __call__(self, digits: list[np.ndarray], steps: int | None = None) -> Classified:
         """uint8 [28, 28] digits (one batch) -> the model's scores, ranking and record (the
-        output layer over time: the spike raster), on the CPU."""
+        output layer over time: the spike raster), on the CPU; `steps` overrides the
+        classifier's time steps for this batch."""
         batch = torch.from_numpy(np.stack(digits)).to(self.device)
-        found = self.model.classify(normalise(batch, **self.normalisation), steps=self.steps)
+        found = self.model.classify(normalise(batch, **self.normalisation),
+                                    steps=steps or self.steps)
         return Classified(found.record.cpu(), found.scores.cpu(), found.ranking.cpu())
 
 
@@ -144,23 +146,44 @@ def read_digit(path: str, stdin: bytes | None = None, digits: bool = True) -> Pr
     if kind:  # reading it could wait forever (a FIFO) or never end (/dev/zero)
         return Failure(name, f"{label} is {kind}, not an image file")
     try:
+        return prepare_image((stdin or b"") if path == "-" else path, label, digits)
+    except ImageError as exc:
+        return Failure(name, str(exc))
+
+
+def prepare_image(source: str | bytes, label: str, digits: bool = True) -> Prepared:
+    """The MNIST-like digit (`digits` False: the Fashion-MNIST-like product) of an image file
+    or an image file's bytes; ImageError (one line, naming it as `label`) when it cannot be
+    read or holds no digit."""
+    try:
         with warnings.catch_warnings():
             # A numerical warning means this image's digit is not to be trusted: it fails
             # alone, in one line, instead of printing lines of its own.
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", RuntimeWarning)
-            source = (stdin or b"") if path == "-" else path
             if digits:
                 return load_prepared(source, label)
             from .preprocess import open_image
             from .products import prepare_product
 
             return prepare_product(open_image(source, label), label)
-    except ImageError as exc:
-        return Failure(name, str(exc))
+    except ImageError:
+        raise
     except Exception as exc:  # an image the pipeline cannot handle must not stop the others
         reason = next((line for line in str(exc).splitlines() if line.strip()), "")
-        return Failure(name, f"{label} could not be processed: {reason or type(exc).__name__}")
+        raise ImageError(
+            f"{label} could not be processed: {reason or type(exc).__name__}"
+        ) from None
+
+
+def predict_prepared(classify: Classifier, digit: Prepared, name: str,
+                     steps: int | None = None) -> Prediction:
+    """One prepared digit classified (at `steps` time steps, default the classifier's): its
+    Prediction, as `predict_files` makes it for a file."""
+    found = classify([digit.image], steps)
+    prediction = _prediction(classify, name, digit.image, found, 0)
+    prediction.low_contrast = digit.low_contrast
+    return prediction
 
 
 def predict_files(

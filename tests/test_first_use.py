@@ -211,7 +211,8 @@ def test_help_text_reads_whole_at_80_columns():
     env = {"COLUMNS": "80"}
     text = run("--help", env=env).output
     panel = [line for line in text[text.index("Commands"):].splitlines() if line[:1] == "│"]
-    assert [line.split()[1] for line in panel] == ["models", "train", "evaluate", "predict"]
+    assert [line.split()[1] for line in panel] == ["models", "train", "evaluate", "predict",
+                                                     "serve"]
     assert all(line.rstrip(" │").endswith(".") for line in panel), panel  # one line each
     for command in ("train", "predict"):
         text = run(command, "--help", env=env).output
