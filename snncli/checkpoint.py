@@ -335,16 +335,23 @@ def checkpoint_problems(ckpt: Any) -> list[str]:
         and len(set(classes)) == len(classes)
     ):
         return [f"classes {show(classes)} must be a list of distinct names"]
-    outputs = ckpt["config"].get("num_classes") if isinstance(ckpt["config"], dict) else None
-    if classes is not None and isinstance(outputs, int) and len(classes) != outputs:
-        return [f"it names {len(classes)} classes for {outputs} outputs"]
     return [
         *_model_problems(ckpt),
         *fine_tuned_problems(ckpt.get("fine_tuned")),
         *_normalisation_problems(ckpt["normalisation"]),
         *_metrics_problems(ckpt.get("metrics", {})),
         *_recipe_problems(ckpt.get("recipe", {})),
+        *_class_count_problems(ckpt),
     ]
+
+
+def _class_count_problems(ckpt: dict) -> list[str]:
+    """A class name for each output, where the checkpoint names its classes."""
+    classes, config = ckpt.get("classes"), ckpt["config"]
+    outputs = config.get("num_classes") if isinstance(config, dict) else None
+    if classes is not None and isinstance(outputs, int) and len(classes) != outputs:
+        return [f"it names {len(classes)} classes for {outputs} outputs"]
+    return []
 
 
 # The record of a fine-tuned checkpoint (`Checkpoint.fine_tuned`, snncli/finetune.py):
