@@ -707,11 +707,11 @@ def serve_command(
 def _chosen_checkpoint(path: Path | None, model: str | None, quiet_stdout: bool,
                        dataset: str | None = None):
     from .checkpoint import load_checkpoint
-    from .evaluate import check_dataset
+    from .datasets import check_trained_on
 
     chosen = _choose(path, model, quiet_stdout, dataset)
     ckpt = load_checkpoint(chosen)
-    check_dataset(ckpt, dataset, chosen)
+    check_trained_on(ckpt.dataset, dataset, chosen)
     return ckpt
 
 

@@ -45,3 +45,13 @@ def get_dataset(name: str) -> DataSet:
         raise DatasetError(
             f"unknown data set {name!r}; known: {', '.join(DATASETS)}"
         ) from None
+
+
+def check_trained_on(trained: str, asked: str | None, path: object) -> None:
+    """A DatasetError when checkpoint `path`, trained on data set `trained`, is asked to work
+    on another (`asked`; None: any): its outputs are `trained`'s classes, so its scores on
+    another set's images mean nothing."""
+    if asked is not None and asked != trained:
+        trained_title, asked_title = get_dataset(trained).title, get_dataset(asked).title
+        raise DatasetError(f"{path} was trained on {trained_title}, so it cannot be scored on "
+                           f"{asked_title}: its outputs are {trained_title}'s classes")

@@ -155,17 +155,6 @@ def parse_steps_list(text: str) -> list[int]:
     return values
 
 
-def check_dataset(ckpt: Checkpoint, dataset: str | None, path: str | Path) -> None:
-    """A DatasetError when the checkpoint was trained on another data set than `dataset`
-    (None: any): its outputs name that set's classes, so scores on another mean nothing."""
-    from .datasets import DatasetError, get_dataset
-
-    if dataset is not None and dataset != ckpt.dataset:
-        trained, asked = get_dataset(ckpt.dataset).title, get_dataset(dataset).title
-        raise DatasetError(f"{path} was trained on {trained}, so it cannot be scored on "
-                           f"{asked}: its outputs are {trained}'s classes")
-
-
 @torch.no_grad()
 def read_as(model, split: Split, normalisation: dict, device: torch.device,
             batch_size: int = 1000, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,17 +243,17 @@ def evaluate_checkpoint(
     from .checkpoint import load_checkpoint
     from .choice import choose_checkpoint
     from .data import load_split
+    from .datasets import check_trained_on, get_dataset
     from .runtime import resolve_device, tune_for_device
 
     path = choose_checkpoint(path, dataset=dataset)[0]
     ckpt = load_checkpoint(path)
-    check_dataset(ckpt, dataset, path)
+    check_trained_on(ckpt.dataset, dataset, path)
     dev = resolve_device(device)
     model = ckpt.build_model(dev)
     tune_for_device(model, dev, batch_size, backend=backend, precision=precision)
     folder = None
     if data is not None:
-        from .datasets import get_dataset
         from .folders import read_labelled_folder
 
         folder = read_labelled_folder(data, ckpt.class_names, limit,

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .data import Split, default_val_size, hold_out, load_split
+from .datasets import DEFAULT_DATASET
 from .errors import OptionError, SnnError, one_line
 
 FINETUNE_RECIPE = "finetune"  # the recipe a run with --init-from uses unless told otherwise
@@ -61,7 +62,7 @@ def prepare_options(options):
         raise OptionError(f"--model {options.model} does not fit --init-from {name}, a "
                           f"{ckpt.model} checkpoint (leave --model out, or give --model "
                           f"{ckpt.model})")
-    if options.data and ckpt.dataset != "mnist":
+    if options.data and ckpt.dataset != DEFAULT_DATASET:
         raise SnnError(f"--init-from {name} was trained on {ckpt.dataset}; fine-tuning on "
                        "--data mixes in MNIST images, so it takes an MNIST checkpoint")
     spec = get_model_spec(ckpt.model)

@@ -213,6 +213,17 @@ def assert_ok(result) -> None:
     assert result.stderr == "", result.stderr
 
 
+def poisoned(value):
+    """A tamper for a tensor: a copy whose first element is `value` (NaN, inf, ...)."""
+
+    def poison(tensor):
+        tensor = tensor.clone()
+        tensor.view(-1)[0] = value
+        return tensor
+
+    return poison
+
+
 def leftovers(folder: Path) -> list[Path]:
     """Temp files a write left behind."""
     return sorted(p for p in Path(folder).rglob("*") if p.name.endswith(".tmp"))

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from snncli.cli import app
 
-from conftest import assert_failed, assert_ok, glyph, leftovers, paper
+from conftest import assert_failed, assert_ok, glyph, leftovers, paper, poisoned
 
 runner = CliRunner()
 
@@ -76,15 +76,6 @@ def tamper(**changes):
 
 DELETE = object()
 NAN = float("nan")
-
-
-def _poisoned(value):
-    def poison(tensor):
-        tensor = tensor.clone()
-        tensor.view(-1)[0] = value
-        return tensor
-
-    return poison
 
 
 TAMPERED = {
@@ -176,11 +167,11 @@ TAMPERED = {
         ["fc3.bias is a scalar"],
     ),
     "weight NaN": (
-        tamper(state_dict__fc2_DOT_weight=_poisoned(NAN)),
+        tamper(state_dict__fc2_DOT_weight=poisoned(NAN)),
         ["state_dict fc2.weight holds NaN or infinite values"],
     ),
     "weight infinite": (
-        tamper(state_dict__fc1_DOT_bias=_poisoned(-math.inf)),
+        tamper(state_dict__fc1_DOT_bias=poisoned(-math.inf)),
         ["state_dict fc1.bias holds NaN or infinite values"],
     ),
     "weight a sparse tensor": (

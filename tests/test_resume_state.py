@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from snncli.cli import app
 from snncli.train import TrainingInterrupted, TrainOptions, train
 
-from conftest import assert_failed, make_mnist_dir
+from conftest import assert_failed, make_mnist_dir, poisoned
 
 runner = CliRunner()
 NAN = float("nan")
@@ -95,15 +95,6 @@ def both(*changes):
             c(state)
 
     return change
-
-
-def poisoned(value):
-    def poison(tensor):
-        tensor = tensor.clone()
-        tensor.view(-1)[0] = value
-        return tensor
-
-    return poison
 
 
 DELETE = object()

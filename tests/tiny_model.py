@@ -60,15 +60,7 @@ class Tiny(SpikingNet):
         return torch.cat(record)
 
     def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
-        import snntorch
-        from snntorch import surrogate
-
-        c = self.config
-        grad = surrogate.fast_sigmoid(slope=c.slope)
-        lifs = [
-            snntorch.Leaky(beta=lif.decay(), threshold=c.threshold, spike_grad=grad).to(x.device)
-            for lif in self.lifs
-        ]
+        lifs = self.snntorch_leaky(x.device)
         mems = [lif.init_leaky() for lif in lifs]
         flat = x.flatten(1)
         record = []

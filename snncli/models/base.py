@@ -189,6 +189,19 @@ class SpikingNet(nn.Module, metaclass=_CheckedWhenBuilt):
         """The reference: snnTorch neurons, every layer run once per time step, on the same
         weights (the tests compare it with `forward_engine`)."""
 
+    def snntorch_leaky(self, device: torch.device) -> list:
+        """snnTorch's Leaky neurons in the place of `self.lifs` (LeakySubtract: the same decay,
+        threshold and fast-sigmoid slope, `config.slope`), for `forward_snntorch`."""
+        import snntorch
+        from snntorch import surrogate
+
+        grad = surrogate.fast_sigmoid(slope=self.config.slope)
+        return [
+            snntorch.Leaky(beta=lif.decay(), threshold=self.config.threshold,
+                           spike_grad=grad).to(device)
+            for lif in self.lifs
+        ]
+
     def chunks(self, steps: int):
         """(start, length) pairs covering `steps` time steps. While a model with batch norm
         trains, all steps are one chunk on every device: its statistics span time x batch

@@ -127,15 +127,7 @@ class CSNN(SpikingNet):
         return F.max_pool2d(self.norm2(self.conv2(spikes)), 2)
 
     def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
-        import snntorch
-        from snntorch import surrogate
-
-        c = self.config
-        grad = surrogate.fast_sigmoid(slope=c.slope)
-        lifs = [
-            snntorch.Leaky(beta=lif.decay(), threshold=c.threshold, spike_grad=grad).to(x.device)
-            for lif in self.lifs
-        ]
+        lifs = self.snntorch_leaky(x.device)
         mems = [lif.init_leaky() for lif in lifs]
         record = []
         for _ in range(steps):
