@@ -13,10 +13,14 @@ import torch
 from torch.nn import functional as F
 
 # Parameters of augment_batch per recipe level. "light" moves digits the way MNIST's own vary
-# (best for MNIST accuracy); "full" also rescales and changes stroke width, for users' images.
+# (best for MNIST accuracy); "full" also rescales and changes stroke width, for users' images;
+# "mirror" flips half the images left-right and nothing else: clothing looks the same
+# mirrored (a digit does not: recipes refuse it for digit data sets).
 LEVELS = {
     "light": {"degrees": 8.0, "scale": (0.95, 1.05), "shift": 2.0, "stroke_change": 0.0},
     "full": {},
+    "mirror": {"degrees": 0.0, "scale": (1.0, 1.0), "shift": 0.0, "stroke_change": 0.0,
+               "mirror": 0.5},
 }
 
 
@@ -36,25 +40,29 @@ def augment_batch(
     shift: float = 2.0,
     stroke_change: float = 0.25,
     within: tuple[int, int] | None = None,
+    mirror: float = 0.0,
 ) -> torch.Tensor:
     """uint8 [B, 28, 28] -> uint8 [B, 28, 28], each image randomly transformed.
 
     `stroke_change` is the chance of thickening (and, separately, of thinning) the strokes by
-    about one pixel. `within` = (start, total): `images` are images start..start+B-1 of a batch
-    of `total`, and get the random draws that batch would give them (a process of a
-    data-parallel run augments its share of each batch as one process would).
+    about one pixel; `mirror` the chance of flipping an image left-right. `within` = (start,
+    total): `images` are images start..start+B-1 of a batch of `total`, and get the random
+    draws that batch would give them (a process of a data-parallel run augments its share of
+    each batch as one process would).
     """
     b = images.shape[0]
     device = images.device
     start, total = within or (0, b)
     # All of a batch's random numbers in one draw (the same values as five draws of b, in
-    # order) and one copy: a GPU gets them without waiting for its queue to empty.
-    draws = torch.rand(5, total, generator=generator)[:, start : start + b].contiguous()
+    # order; a sixth for mirroring) and one copy: a GPU gets them without waiting for its
+    # queue to empty.
+    rows = 6 if mirror else 5
+    draws = torch.rand(rows, total, generator=generator)[:, start : start + b].contiguous()
     if b == 0:  # drawn all the same: the generator advances as for the whole batch
         return images
     if device.type == "cuda":
         draws = draws.pin_memory()
-    angle_u, zoom_u, tx_u, ty_u, pick = draws.to(device, non_blocking=True)
+    angle_u, zoom_u, tx_u, ty_u, pick, *flip_u = draws.to(device, non_blocking=True)
 
     def uniform(u: torch.Tensor, low: float, high: float) -> torch.Tensor:
         return u * (high - low) + low
@@ -63,9 +71,12 @@ def augment_batch(
     zoom = uniform(zoom_u, *scale)
     tx, ty = uniform(tx_u, -shift, shift) * 2 / 28, uniform(ty_u, -shift, shift) * 2 / 28
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # x -> -x before the rotation: pixel centres land on pixel centres, so a mirrored image
+    # is sampled exactly
+    side = torch.where(flip_u[0] < mirror, -1.0, 1.0) if mirror else torch.ones_like(cos)
     theta = torch.stack(
-        [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1
-    )  # output -> input sampling grid: rotation, 1/zoom, shift
+        [torch.stack([cos * side, -sin, tx], 1), torch.stack([sin * side, cos, ty], 1)], 1
+    )  # output -> input sampling grid: mirror, rotation, 1/zoom, shift
     x = images.unsqueeze(1).float() / 255
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -54,8 +54,9 @@ class Recipe(Checked):
     )
     steps: int = whole(1, MAX_STEPS, 100, help="Time steps per image.")
     augment: str = choice(
-        "none", "light", "full", default="none",
-        help="none, light (shifts, small rotations) or full (also scale and stroke width).",
+        "none", "light", "full", "mirror", default="none",
+        help="none, light (shifts, small rotations), full (also scale and stroke width) or "
+        "mirror (half the images flipped left-right; clothing only).",
     )
     styles: float = number(
         0, 1, 0.0,
@@ -104,6 +105,11 @@ class Recipe(Checked):
                 isinstance(self.styles, (int, float)) and self.styles > 0):
             found.append(f"styles {self.styles} adds handwritten digits, which "
                          f"{get_dataset(self.dataset).title} does not hold: set styles 0")
+        if self.dataset in DATASETS and get_dataset(self.dataset).digits and (
+                self.augment == "mirror"):
+            found.append("augment mirror flips images left-right, which turns digits into "
+                         "other shapes: use none, light or full for "
+                         f"{get_dataset(self.dataset).title}")
         return found
 
     def check(self, losses: Iterable[str] = ()) -> Recipe:

@@ -64,3 +64,23 @@ def _after_batch_draws(total: int) -> torch.Generator:
     generator = torch.Generator().manual_seed(3)
     torch.rand(5, total, generator=generator)
     return generator
+
+
+def test_mirror_flips_about_half_the_images_exactly_and_changes_nothing_else():
+    from snncli.augment import augment_level
+
+    images = torch.randint(0, 256, (200, 28, 28), dtype=torch.uint8)
+    out = augment_level(images, "mirror", torch.Generator().manual_seed(0))
+    same = (out == images).flatten(1).all(1)
+    flipped = (out == images.flip(-1)).flatten(1).all(1)
+    assert (same | flipped).all()  # every image exactly itself or its mirror image
+    assert 70 <= int(flipped.sum()) <= 130
+
+
+def test_levels_without_mirror_draw_as_before():
+    """Mirroring draws a sixth row only when asked: the other levels' random streams, and
+    so the runs of existing recipes, are unchanged."""
+    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(3)
+    augment_batch(images, generator)
+    assert torch.rand(1, generator=generator) == torch.rand(1, generator=_after_batch_draws(5))

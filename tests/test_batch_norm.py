@@ -12,7 +12,7 @@ from snncli.checkpoint import (
 from snncli.models import create_model, get_model_spec, list_models
 from snncli.recipes import Recipe
 
-BATCH_NORMS = {"csnn": 3, "mlp": 2}
+BATCH_NORMS = {"csnn": 3, "mlp": 2, "wide": 4}
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -115,7 +115,8 @@ def test_batch_norm_checkpoint_round_trip_keeps_running_statistics(name, tmp_pat
     for _ in range(3):
         model(x)
     model.eval()
-    recipe = get_model_spec(name).recipes["seed"].to_dict()
+    spec = get_model_spec(name)
+    recipe = spec.recipes[spec.default_recipe].to_dict()
     path = save_checkpoint(
         build_checkpoint(name, model, recipe=recipe, metrics={}, epoch=1), tmp_path / "m.pt"
     )

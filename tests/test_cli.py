@@ -225,7 +225,7 @@ def test_predict_tables_show_spike_counts_of_the_csnn(tiny_mnist, tmp_path):
 
 def test_unknown_model(in_tmp, tiny_mnist):
     result = run("train", "--model", "resnet", "--data-dir", tiny_mnist)
-    assert_user_error(result, "unknown model 'resnet'; choose one of: csnn, mlp")
+    assert_user_error(result, "unknown model 'resnet'; choose one of: csnn, mlp, wide")
 
 
 def test_missing_data_leaves_no_files(in_tmp):
@@ -407,23 +407,27 @@ def test_models_shows_each_recipes_settings():
         words = line.split()
         if words:
             rows.setdefault(words[0], []).append(words[1:])
-    # the csnn's recipes in two tables (five, then the rest), the mlp's in one
-    rows = {key: [values[0] + values[1], values[2]] for key, values in rows.items()
-            if len(values) == 3}
+    # the csnn's recipes in two tables (five, then the rest), the mlp's and the wide's in one
+    rows = {key: [values[0] + values[1], values[2], values[3]] for key, values in rows.items()
+            if len(values) == 4}
     csnn = ["seed", "robust", "quick", "*", "fast", "best", "fashion", "finetune"]
     mlp = ["seed", "robust", "best", "*", "finetune"]
-    assert rows["setting"] == [csnn, mlp]
-    assert rows["dataset"] == [["mnist"] * 5 + ["fashion", "mnist"], ["mnist"] * 4]
+    wide = ["mnist", "*", "fashion"]
+    assert rows["setting"] == [csnn, mlp, wide]
+    assert rows["dataset"] == [["mnist"] * 5 + ["fashion", "mnist"], ["mnist"] * 4,
+                               ["mnist", "fashion"]]
+    assert rows["augment"][2] == ["light", "mirror"]
     assert rows["styles"][0] == ["0", "0", "0.03", "0", "0", "0", "0"]
-    assert rows["norm"] == [["none", "none"] + ["batch"] * 5, ["none"] * 4]
-    assert rows["loss"] == [["rate", "rate", "rate", "count", "rate", "rate", "rate"],
-                            ["mean"] * 4]
+    assert rows["norm"] == [["none", "none"] + ["batch"] * 5, ["none"] * 4, ["batch"] * 2]
+    assert rows["loss"][:2] == [["rate", "rate", "rate", "count", "rate", "rate", "rate"],
+                                ["mean"] * 4]
     assert rows["time"][1] == ["steps"] + ["6"] * 4
     assert rows["time"][0][:6] == ["steps", "100", "25", "6", "8", "16"]
     assert rows["schedule"][0] == ["constant"] + ["onecycle"] * 6  # nothing cut at 80 columns
-    assert rows["ema"] == [["off", "off", "off", "off", "0.999", "off", "off"], ["off"] * 4]
+    assert rows["ema"] == [["off", "off", "off", "off", "0.999", "off", "off"], ["off"] * 4,
+                           ["0.999"] * 2]
     assert rows["surrogate"][1] == ["1"] * 4
-    assert rows["decay"] == [["fixed"] * 7, ["fixed"] * 4]
+    assert rows["decay"] == [["fixed"] * 7, ["fixed"] * 4, ["fixed"] * 2]
 
 
 def test_train_with_a_weight_average_says_so_and_refuses_bad_decays(tiny_mnist, tmp_path):

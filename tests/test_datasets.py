@@ -94,6 +94,39 @@ def test_style_digits_are_refused_for_fashion_in_one_line(in_tmp, tiny_mnist):
     assert not Path("checkpoints").exists()
 
 
+def test_mirrored_images_are_refused_for_digits_in_one_line(in_tmp, tiny_mnist):
+    result = run("train", "--model", "wide", "--augment", "mirror", "--data-dir", tiny_mnist,
+                 "--device", "cpu")
+    assert_failed(result, "augment mirror flips images left-right, which turns digits into "
+                  "other shapes: use none, light or full for MNIST", code=2)
+    assert not Path("checkpoints").exists()
+
+
+def test_the_wide_model_trains_fashion_with_its_recipe_evaluates_and_resumes(in_tmp,
+                                                                              tiny_mnist):
+    """The wide spiking CNN, registered like any model, through the CLI: Fashion-MNIST picks
+    its `fashion` recipe; the checkpoint evaluates by class name; a run of one epoch extended
+    by `--resume --epochs 2` ends with the weights (and weight average) of a 2-epoch run."""
+    args = ("train", "--model", "wide", "--dataset", "fashion-mnist", "--data-dir", tiny_mnist,
+            "--steps", "2", "--batch-size", "32", "--train-limit", "128", "--test-limit", "40",
+            "--val-size", "0", "--device", "cpu", "--schedule", "constant")
+    result = run(*args, "--epochs", "2", "--out", "straight.pt")
+    assert_ok_exit(result)
+    assert "recipe fashion" in result.output and "augmentation mirror" in result.output
+    ckpt = load_checkpoint("straight.pt")
+    assert ckpt.model == "wide" and ckpt.recipe_name == "fashion"
+    assert ckpt.dataset == "fashion-mnist" and ckpt.config["conv3_channels"] == 128
+    assert_ok_exit(run(*args, "--epochs", "1", "--out", "resumed.pt"))
+    assert_ok_exit(run("train", "--resume", "resumed.last.pt", "--epochs", "2",
+                       "--data-dir", tiny_mnist))
+    straight = load_checkpoint("straight.last.pt").state_dict
+    resumed = load_checkpoint("resumed.last.pt").state_dict
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    result = run("evaluate", "straight.pt", "--data-dir", tiny_mnist)
+    assert_ok_exit(result)
+    assert "Ankle boot" in result.output
+
+
 def test_evaluate_scores_a_fashion_checkpoint_by_class_name(fashion_run, tiny_mnist):
     result = run("evaluate", fashion_run, "--data-dir", tiny_mnist, "--dataset",
                  "fashion-mnist")

@@ -386,7 +386,7 @@ def test_every_float_option_of_every_command_refuses_nan(in_tmp):
 # --------------------------------------------------------------------------- config checks
 
 
-@pytest.mark.parametrize("name", ["csnn", "mlp"])
+@pytest.mark.parametrize("name", ["csnn", "mlp", "wide"])
 def test_every_config_field_is_declared_with_its_check(name):
     import dataclasses
 

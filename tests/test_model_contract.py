@@ -29,6 +29,8 @@ STORED_FIELDS = {
              "conv1_channels", "conv2_channels", "hidden"},
     "mlp": {"steps", "threshold", "num_classes", "norm", "learn_decay", "tau", "gamma",
             "hidden"},
+    "wide": {"steps", "threshold", "num_classes", "norm", "learn_decay", "beta", "slope",
+             "conv1_channels", "conv2_channels", "conv3_channels", "hidden"},
 }
 
 
@@ -66,7 +68,7 @@ def test_a_model_registers_and_unregisters():
     finally:
         assert unregister_model("tiny") is SPEC
     assert list_models() == before
-    with pytest.raises(SnnError, match="unknown model 'tiny'; choose one of: csnn, mlp$"):
+    with pytest.raises(SnnError, match="unknown model 'tiny'; choose one of: csnn, mlp, wide$"):
         get_model_spec("tiny")
     with pytest.raises(ValueError, match="model 'tiny' is not registered"):
         unregister_model("tiny")

@@ -11,8 +11,8 @@ from snncli.neurons import LeakyHardReset, LeakySubtract
 from snncli.recipes import Recipe
 
 
-def test_both_models_are_registered():
-    assert list_models() == ["csnn", "mlp"]
+def test_the_built_in_models_are_registered():
+    assert list_models() == ["csnn", "mlp", "wide"]
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -22,7 +22,8 @@ def test_every_model_has_complete_metadata(name):
     assert dataclasses.is_dataclass(spec.config_cls)
     config = spec.config_cls()
     assert config.steps > 0 and config.num_classes == 10
-    assert spec.default_recipe in spec.recipes and "seed" in spec.recipes
+    assert spec.default_recipe in spec.recipes
+    assert all(name in spec.recipes for name in spec.dataset_recipes.values())
     for recipe in spec.recipes.values():
         assert isinstance(recipe, Recipe) and recipe.setting_problems(spec.losses) == []
     # Every recipe maps to a valid config of the model (register_model checked it too).
@@ -34,7 +35,7 @@ def test_every_model_has_complete_metadata(name):
     assert std > 0
 
 
-@pytest.mark.parametrize("name,steps", [("csnn", 100), ("mlp", 6)])
+@pytest.mark.parametrize("name,steps", [("csnn", 100), ("mlp", 6), ("wide", 4)])
 def test_models_build_with_seed_shapes(name, steps):
     model = create_model(name)
     assert isinstance(model, SpikingNet)
@@ -65,7 +66,7 @@ def test_mlp_layer_sizes_match_the_seed():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(SnnError, match="unknown model 'resnet'.*csnn, mlp"):
+    with pytest.raises(SnnError, match="unknown model 'resnet'.*csnn, mlp, wide"):
         create_model("resnet")
 
 

@@ -11,7 +11,7 @@ from ..registry import (
     register_model,
     unregister_model,
 )
-from . import csnn, mlp  # noqa: F401  (each registers itself)
+from . import csnn, mlp, wide  # noqa: F401  (each registers itself)
 from .base import SpikingConfig, SpikingNet
 
 __all__ = [

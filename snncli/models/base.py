@@ -61,6 +61,19 @@ def recipe_mapping(surrogate: str) -> Callable[[Recipe], dict[str, Any]]:
     return config_from_recipe
 
 
+def spike_output_loss(record: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0,
+                      kind: str | None = None) -> torch.Tensor:
+    """The losses of a spiking output layer's record [T, B, C]. rate (the default): snnTorch's
+    `ce_rate_loss`, cross-entropy of each step's spikes averaged over steps (a step's logits
+    are 0 or 1, so it never saturates: confidently right images pull as hard as wrong ones).
+    count: cross-entropy of the spike counts (snnTorch's `ce_count_loss`), which stops pulling
+    once an image's count margin is large."""
+    if kind == "count":
+        return F.cross_entropy(record.sum(0), target, label_smoothing=smoothing)
+    steps = record.shape[0]
+    return F.cross_entropy(record.flatten(0, 1), target.repeat(steps), label_smoothing=smoothing)
+
+
 class _Stop(Exception):
     """Raised by a forward hook to end a forward pass early."""
 

@@ -15,7 +15,7 @@ from ..checks import MAX_STEPS, MAX_WIDTH, number, whole
 from ..neurons import LeakySubtract
 from ..recipes import Recipe
 from ..registry import ModelSpec, register_model
-from .base import SpikingConfig, SpikingNet, recipe_mapping
+from .base import SpikingConfig, SpikingNet, recipe_mapping, spike_output_loss
 
 
 @dataclass
@@ -156,16 +156,7 @@ class CSNN(SpikingNet):
         return 28 * 28 * self.conv1.out_channels * 9  # computed once: the input is static
 
     def loss(self, record, target, smoothing: float = 0.0, kind: str | None = None):
-        """rate: snnTorch's `ce_rate_loss`, cross-entropy of each step's spikes averaged over
-        steps (a step's logits are 0 or 1, so it never saturates: confidently right images
-        pull as hard as wrong ones). count: cross-entropy of the spike counts (snnTorch's
-        `ce_count_loss`), which stops pulling once an image's count margin is large."""
-        if kind == "count":
-            return F.cross_entropy(record.sum(0), target, label_smoothing=smoothing)
-        steps = record.shape[0]
-        return F.cross_entropy(
-            record.flatten(0, 1), target.repeat(steps), label_smoothing=smoothing
-        )
+        return spike_output_loss(record, target, smoothing, kind)
 
 
 # Recipes, as differences from the seed code's settings (Recipe's defaults). Their figures
