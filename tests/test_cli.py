@@ -419,8 +419,8 @@ def test_models_shows_each_recipes_settings():
     assert rows["augment"][2] == ["light", "mirror"]
     assert rows["styles"][0] == ["0", "0", "0.03", "0", "0", "0", "0"]
     assert rows["norm"] == [["none", "none"] + ["batch"] * 5, ["none"] * 4, ["batch"] * 2]
-    assert rows["loss"][:2] == [["rate", "rate", "rate", "count", "rate", "rate", "rate"],
-                                ["mean"] * 4]
+    assert rows["loss"] == [["rate", "rate", "rate", "count", "rate", "count", "rate"],
+                            ["mean"] * 4, ["count"] * 2]
     assert rows["time"][1] == ["steps"] + ["6"] * 4
     assert rows["time"][0][:6] == ["steps", "100", "25", "6", "8", "16"]
     assert rows["schedule"][0] == ["constant"] + ["onecycle"] * 6  # nothing cut at 80 columns
