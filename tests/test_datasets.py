@@ -95,7 +95,7 @@ def test_style_digits_are_refused_for_fashion_in_one_line(in_tmp, tiny_mnist):
 
 
 def test_mirrored_images_are_refused_for_digits_in_one_line(in_tmp, tiny_mnist):
-    result = run("train", "--model", "wide", "--augment", "mirror", "--data-dir", tiny_mnist,
+    result = run("train", "--model", "wide", "--dataset", "mnist", "--data-dir", tiny_mnist,
                  "--device", "cpu")
     assert_failed(result, "augment mirror flips images left-right, which turns digits into "
                   "other shapes: use none, light or full for MNIST", code=2)
