@@ -45,7 +45,7 @@ def trained(tiny, tiny_mnist, tmp_path_factory):
 
 
 def test_tiny_is_registered_only_while_the_tests_need_it(tiny):
-    assert list_models() == ["csnn", "mlp", "tiny"]
+    assert list_models() == ["csnn", "mlp", "tiny", "wide"]
     result = run("models")
     assert result.exit_code == 0, result.output
     assert "tiny" in result.output and "25,450" in result.output

@@ -1,4 +1,4 @@
-"""wide: a wider and deeper spiking CNN than the csnn, for Fashion-MNIST's harder classes."""
+"""wide: a spiking CNN wider and one conv block deeper than the csnn, with its recipe."""
 
 from __future__ import annotations
 
