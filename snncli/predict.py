@@ -181,9 +181,7 @@ def predict_prepared(classify: Classifier, digit: Prepared, name: str,
     """One prepared digit classified (at `steps` time steps, default the classifier's): its
     Prediction, as `predict_files` makes it for a file."""
     found = classify([digit.image], steps)
-    prediction = _prediction(classify, name, digit.image, found, 0)
-    prediction.low_contrast = digit.low_contrast
-    return prediction
+    return _prediction(classify, name, digit.image, found, 0, digit.low_contrast)
 
 
 def predict_files(
@@ -296,9 +294,7 @@ def _classified(classify: Classifier, chunk: list, read: list):
         if isinstance(digit, Failure):
             yield digit
             continue
-        prediction = _prediction(classify, item, digit.image, found, index)
-        prediction.low_contrast = digit.low_contrast
-        yield prediction
+        yield _prediction(classify, item, digit.image, found, index, digit.low_contrast)
         index += 1
 
 
@@ -325,8 +321,9 @@ def predict_samples(ckpt: Checkpoint, count: int, seed: int, device: torch.devic
 
 
 def _prediction(classify: Classifier, path: str, digit: np.ndarray, found: Classified,
-                index: int) -> Prediction:
-    """The Prediction for image `index` of a classified batch."""
+                index: int, low_contrast: bool = False) -> Prediction:
+    """The Prediction for image `index` of a classified batch (`low_contrast`: its ink was
+    stretched to be read)."""
     model = classify.model
     scores, record = found.scores[index], found.record[:, index]
     conf = model.confidence(found.scores[index : index + 1])[0]
@@ -343,6 +340,7 @@ def _prediction(classify: Classifier, path: str, digit: np.ndarray, found: Class
         image=digit,
         raster=record.numpy().copy(),  # not a view that would keep the whole batch alive
         classes=classify.classes,
+        low_contrast=low_contrast,
     )
 
 

@@ -101,16 +101,19 @@ class Recipe(Checked):
         losses = tuple(losses)
         if losses and isinstance(self.loss, str) and self.loss not in losses:
             found.append(f"loss {self.loss!r} must be one of: {', '.join(losses)}")
-        if self.dataset in DATASETS and not get_dataset(self.dataset).digits and (
-                isinstance(self.styles, (int, float)) and self.styles > 0):
-            found.append(f"styles {self.styles} adds handwritten digits, which "
-                         f"{get_dataset(self.dataset).title} does not hold: set styles 0")
-        if self.dataset in DATASETS and get_dataset(self.dataset).digits and (
-                self.augment == "mirror"):
-            found.append("augment mirror flips images left-right, which turns digits into "
-                         "other shapes: use none, light or full for "
-                         f"{get_dataset(self.dataset).title}")
+        if self.dataset in DATASETS:
+            found += self._unfit_for(get_dataset(self.dataset))
         return found
+
+    def _unfit_for(self, dataset) -> list[str]:
+        """The settings that do not fit the data set's images, one message each."""
+        if not dataset.digits and isinstance(self.styles, (int, float)) and self.styles > 0:
+            return [f"styles {self.styles} adds handwritten digits, which {dataset.title} "
+                    "does not hold: set styles 0"]
+        if dataset.digits and self.augment == "mirror":
+            return ["augment mirror flips images left-right, which turns digits into other "
+                    f"shapes: use none, light or full for {dataset.title}"]
+        return []
 
     def check(self, losses: Iterable[str] = ()) -> Recipe:
         """This recipe, or a RecipeError naming every invalid setting (one per line)."""

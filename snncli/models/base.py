@@ -61,6 +61,13 @@ def recipe_mapping(surrogate: str) -> Callable[[Recipe], dict[str, Any]]:
     return config_from_recipe
 
 
+def weight_in_hwc_order(weight: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A Linear's weight [out, C*H*W], which reads a feature map flattened as (C, H, W), with
+    its inputs reordered to read the same map flattened channels-last, as (H, W, C)."""
+    out = weight.shape[0]
+    return weight.view(out, -1, height, width).permute(0, 2, 3, 1).reshape(out, -1)
+
+
 def spike_output_loss(record: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0,
                       kind: str | None = None) -> torch.Tensor:
     """The losses of a spiking output layer's record [T, B, C]. rate (the default): snnTorch's

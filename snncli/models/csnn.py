@@ -15,7 +15,13 @@ from ..checks import MAX_STEPS, MAX_WIDTH, number, whole
 from ..neurons import LeakySubtract
 from ..recipes import Recipe
 from ..registry import ModelSpec, register_model
-from .base import SpikingConfig, SpikingNet, recipe_mapping, spike_output_loss
+from .base import (
+    SpikingConfig,
+    SpikingNet,
+    recipe_mapping,
+    spike_output_loss,
+    weight_in_hwc_order,
+)
 
 
 @dataclass
@@ -97,11 +103,11 @@ class CSNN(SpikingNet):
         channels-last spikes that reach it; and, if rows of it are to be `summed`
         (spike_linear), the same weight as a contiguous [in, out] table (the weight is then a
         view of it, which fp32 products take as fast)."""
-        out_features = self.fc1.out_features
-        weight = self.fc1.weight.view(out_features, -1, 7, 7)
         if not summed:
-            return weight.permute(0, 2, 3, 1).reshape(out_features, -1), None
-        table = weight.permute(2, 3, 1, 0).reshape(-1, out_features)
+            return weight_in_hwc_order(self.fc1.weight, 7, 7), None
+        out_features = self.fc1.out_features
+        table = self.fc1.weight.view(out_features, -1, 7, 7).permute(2, 3, 1, 0)
+        table = table.reshape(-1, out_features)
         return table.t(), table
 
     def _fc1(self, spikes: torch.Tensor, weight: torch.Tensor,

@@ -14,7 +14,13 @@ from ..checks import MAX_STEPS, MAX_WIDTH, number, whole
 from ..neurons import LeakySubtract
 from ..recipes import Recipe
 from ..registry import ModelSpec, register_model
-from .base import SpikingConfig, SpikingNet, recipe_mapping, spike_output_loss
+from .base import (
+    SpikingConfig,
+    SpikingNet,
+    recipe_mapping,
+    spike_output_loss,
+    weight_in_hwc_order,
+)
 
 
 @dataclass
@@ -67,8 +73,7 @@ class WideCSNN(SpikingNet):
         batch = x.shape[0]
         # The input is the same image at every step: conv1 + pool are computed once.
         current1 = F.max_pool2d(self.norm1(self.conv1(x)), 2).permute(0, 2, 3, 1).contiguous()
-        out = self.fc1.out_features
-        fc1_weight = self.fc1.weight.view(out, -1, 7, 7).permute(0, 2, 3, 1).reshape(out, -1)
+        fc1_weight = weight_in_hwc_order(self.fc1.weight, 7, 7)  # reads channels-last spikes
         states = [None] * 5
         record = []
         for _, k in self.chunks(steps):
