@@ -23,6 +23,7 @@ class DataSet:
     classes: tuple[str, ...]  # the label of each output neuron, in order
     torchvision_class: str  # the torchvision.datasets class that downloads it
     digits: bool  # handwritten digits: users' digit images and style digits apply
+    subject: str  # what one image shows, as the serve page invites it ("Draw a digit")
 
 
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -30,9 +31,9 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Sneaker", "Bag", "Ankle boot")
 
 DATASETS: dict[str, DataSet] = {
-    "mnist": DataSet("mnist", "MNIST", DIGITS, "MNIST", digits=True),
+    "mnist": DataSet("mnist", "MNIST", DIGITS, "MNIST", digits=True, subject="digit"),
     "fashion-mnist": DataSet("fashion-mnist", "Fashion-MNIST", FASHION_CLASSES, "FashionMNIST",
-                             digits=False),
+                             digits=False, subject="piece of clothing"),
 }
 DEFAULT_DATASET = "mnist"
 

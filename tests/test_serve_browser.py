@@ -102,6 +102,7 @@ def test_draw_a_digit_and_upload_a_file(server, browser, tmp_path):
     WebDriverWait(browser, 20).until(
         lambda d: d.execute_script("return document.body.dataset.ready") == "yes")
     assert "csnn" in browser.find_element(By.ID, "info").text
+    assert browser.find_element(By.ID, "heading").text == "Draw a digit, watch the spikes"
 
     draw(browser, SEVEN)
     assert shown(browser, "7") == "7"
@@ -159,3 +160,34 @@ def test_the_page_fits_a_phone(server, browser, tmp_path):
         browser.save_screenshot(str(tmp_path / "phone.png"))
     finally:
         browser.set_window_size(1100, 1000)
+
+
+def test_a_fashion_checkpoint_asks_for_clothing(browser, tmp_path, tiny_mnist):
+    """With a Fashion-MNIST checkpoint the page invites a piece of clothing, not a digit,
+    and names the class it read."""
+    from typer.testing import CliRunner
+
+    from snncli.cli import app
+    from snncli.datasets import FASHION_CLASSES
+
+    path = tmp_path / "fashion.pt"
+    trained = CliRunner().invoke(app, [
+        "train", "-m", "mlp", "--dataset", "fashion-mnist", "--data-dir", str(tiny_mnist),
+        "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--out", str(path)])
+    assert trained.exit_code == 0, trained.output
+    process, url = start_server("--checkpoint", str(path))
+    try:
+        browser.get(url)
+        WebDriverWait(browser, 20).until(
+            lambda d: d.execute_script("return document.body.dataset.ready") == "yes")
+        assert browser.find_element(By.ID, "heading").text == (
+            "Draw a piece of clothing, watch the spikes")
+        assert browser.find_element(By.ID, "input-title").text == "Your piece of clothing"
+        assert browser.title == "snn serve: draw a piece of clothing"
+        draw(browser, ONE)
+        WebDriverWait(browser, 20).until(
+            lambda d: d.execute_script("return document.body.dataset.pending") == "no"
+            and d.find_element(By.ID, "prediction").text in FASHION_CLASSES)
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)

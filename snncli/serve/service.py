@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpoint, load_checkpoint
+from ..datasets import get_dataset
 from ..errors import SnnError
 from ..predict import Classifier, predict_prepared, prepare_image
 from ..preprocess import Prepared
@@ -66,6 +67,8 @@ class DigitReader:
             "steps": self.steps,
             "max_steps": MAX_STEPS,
             "classes": self.classes,
+            "dataset": self.checkpoint.dataset,
+            "subject": get_dataset(self.checkpoint.dataset).subject,
             "output_is_spikes": bool(self.model.output_is_spikes),
             "precision": self.model.precision,
             "layers": [name for name, _ in self.model.spiking_layers()],

@@ -287,6 +287,14 @@ function drawRaster(raster, classes, spikes) {
   g.fillText(`time steps 1 … ${steps}`, label, top + classes.length * row + bottom / 2 + 2);
 }
 
+// The page names what the model reads: a digit, or a piece of clothing.
+function showSubject(subject) {
+  document.title = `snn serve: draw a ${subject}`;
+  $("heading").textContent = `Draw a ${subject}, watch the spikes`;
+  $("input-title").textContent = `Your ${subject}`;
+  $("pad").setAttribute("aria-label", `drawing area: draw a ${subject} here`);
+}
+
 async function start() {
   clearPad();
   showEmpty();
@@ -297,6 +305,7 @@ async function start() {
     stepsInput.max = info.max_steps;
     stepsInput.value = info.steps;
     $("steps-value").textContent = info.steps;
+    showSubject(info.subject);
     const weights = info.bundled ? "the bundled weights" : info.checkpoint;
     $("info").textContent = `${info.model} · ${weights} · trained at ${info.steps} ` +
       `time steps · ${info.precision}`;
