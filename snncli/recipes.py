@@ -54,9 +54,10 @@ class Recipe(Checked):
     )
     steps: int = whole(1, MAX_STEPS, 100, help="Time steps per image.")
     augment: str = choice(
-        "none", "light", "full", "mirror", default="none",
-        help="none, light (shifts, small rotations), full (also scale and stroke width) or "
-        "mirror (half the images flipped left-right; clothing only).",
+        "none", "light", "full", "mirror", "clothing", default="none",
+        help="none, light (shifts, small rotations), full (also scale and stroke width), "
+        "mirror (half the images flipped left-right; clothing only) or clothing (mirror, "
+        "whole-pixel shifts and a random rectangle blanked in half the images; clothing only).",
     )
     styles: float = number(
         0, 1, 0.0,
@@ -110,9 +111,9 @@ class Recipe(Checked):
         if not dataset.digits and isinstance(self.styles, (int, float)) and self.styles > 0:
             return [f"styles {self.styles} adds handwritten digits, which {dataset.title} "
                     "does not hold: set styles 0"]
-        if dataset.digits and self.augment == "mirror":
-            return ["augment mirror flips images left-right, which turns digits into other "
-                    f"shapes: use none, light or full for {dataset.title}"]
+        if dataset.digits and self.augment in ("mirror", "clothing"):
+            return [f"augment {self.augment} flips images left-right, which turns digits into "
+                    f"other shapes: use none, light or full for {dataset.title}"]
         return []
 
     def check(self, losses: Iterable[str] = ()) -> Recipe:

@@ -26,7 +26,7 @@ def test_every_problem_is_one_message_naming_its_setting():
         "optimizer 3 must be one of: adam, adamw",
         "warmup 1.0 must be in [0, 1)",
         "steps 2.5 must be a whole number",
-        "augment 'heavy' must be one of: none, light, full, mirror",
+        "augment 'heavy' must be one of: none, light, full, mirror, clothing",
         "ema inf must be a finite number",
     ]
     with pytest.raises(RecipeError) as error:
