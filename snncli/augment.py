@@ -19,8 +19,8 @@ from torch.nn import functional as F
 # "mirror" flips half the images left-right and nothing else: clothing looks the same
 # mirrored (a digit does not: recipes refuse it for digit data sets). "clothing" also moves
 # each image by whole pixels (up to 2 each way: nothing is resampled) and blanks a random
-# rectangle in half of them (random erasing): a wider network overfits Fashion-MNIST's
-# 60,000 images with mirroring alone.
+# rectangle in half of them (random erasing): the usual augmentation against overfitting
+# Fashion-MNIST's 60,000 images, for longer runs than mirroring alone needs.
 LEVELS = {
     "light": {"degrees": 8.0, "scale": (0.95, 1.05), "shift": 2.0, "stroke_change": 0.0},
     "full": {},
