@@ -26,6 +26,12 @@ class RecipeError(SnnError):
     exit_code = 2
 
 
+# snncli.augment's levels (declared here too: this module stays torch-free); the ones that
+# flip images left-right, which digits do not survive.
+AUGMENT_LEVELS = ("none", "light", "full", "mirror", "clothing")
+MIRRORING_LEVELS = ("mirror", "clothing")
+
+
 @dataclass(frozen=True)
 class Recipe(Checked):
     """How a model is trained. Defaults are the snnTorch tutorial's csnn (the seed code)."""
@@ -54,7 +60,7 @@ class Recipe(Checked):
     )
     steps: int = whole(1, MAX_STEPS, 100, help="Time steps per image.")
     augment: str = choice(
-        "none", "light", "full", "mirror", "clothing", default="none",
+        *AUGMENT_LEVELS, default="none",
         help="none, light (shifts, small rotations), full (also scale and stroke width), "
         "mirror (half the images flipped left-right; clothing only) or clothing (mirror, "
         "whole-pixel shifts and a random rectangle blanked in half the images; clothing only).",
@@ -111,9 +117,10 @@ class Recipe(Checked):
         if not dataset.digits and isinstance(self.styles, (int, float)) and self.styles > 0:
             return [f"styles {self.styles} adds handwritten digits, which {dataset.title} "
                     "does not hold: set styles 0"]
-        if dataset.digits and self.augment in ("mirror", "clothing"):
+        if dataset.digits and self.augment in MIRRORING_LEVELS:
+            *others, last = (level for level in AUGMENT_LEVELS if level not in MIRRORING_LEVELS)
             return [f"augment {self.augment} flips images left-right, which turns digits into "
-                    f"other shapes: use none, light or full for {dataset.title}"]
+                    f"other shapes: use {', '.join(others)} or {last} for {dataset.title}"]
         return []
 
     def check(self, losses: Iterable[str] = ()) -> Recipe:
