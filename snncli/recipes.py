@@ -84,6 +84,11 @@ class Recipe(Checked):
         "rate", help="Training loss, one of the model's: csnn rate or count (cross-entropy of "
         "each step's spikes, or of the spike counts); mlp mean.",
     )
+    dropout: float = number(
+        0, 1, 0.0, high_open=True,
+        help="Share of the spikes into each fully connected layer dropped in training (the "
+        "same neurons at every time step of an image), such as 0.3; 0 turns it off.",
+    )
     ema: float = number(
         0, 1, 0.0, high_open=True,
         help="Decay of a moving average of the weights that is evaluated and saved, such as "

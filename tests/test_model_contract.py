@@ -25,11 +25,11 @@ from tiny_model import SPEC, Tiny, TinyConfig
 # The config fields checkpoints store, by model: renaming one makes saved checkpoints (the
 # bundled weights among them) unreadable.
 STORED_FIELDS = {
-    "csnn": {"steps", "threshold", "num_classes", "norm", "learn_decay", "beta", "slope",
+    "csnn": {"steps", "threshold", "num_classes", "norm", "learn_decay", "dropout", "beta", "slope",
              "conv1_channels", "conv2_channels", "hidden"},
-    "mlp": {"steps", "threshold", "num_classes", "norm", "learn_decay", "tau", "gamma",
+    "mlp": {"steps", "threshold", "num_classes", "norm", "learn_decay", "dropout", "tau", "gamma",
             "hidden"},
-    "wide": {"steps", "threshold", "num_classes", "norm", "learn_decay", "beta", "slope",
+    "wide": {"steps", "threshold", "num_classes", "norm", "learn_decay", "dropout", "beta", "slope",
              "conv1_channels", "conv2_channels", "conv3_channels", "hidden"},
 }
 

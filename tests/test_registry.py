@@ -31,6 +31,7 @@ def test_every_model_has_complete_metadata(name):
         config = spec.config_for(recipe)
         assert (config.steps, config.norm) == (recipe.steps, recipe.norm)
         assert config.learn_decay == (recipe.decay == "learned")
+        assert config.dropout == recipe.dropout
     mean, std = spec.normalisation
     assert std > 0
 

@@ -27,9 +27,10 @@ RUNS = {
 }
 
 
-def options(tiny_mnist, out: Path, model: str, **extra) -> TrainOptions:
+def options(tiny_mnist, out: Path, model: str, dropout: float = 0.0, **extra) -> TrainOptions:
     return TrainOptions(
-        model=model, recipe="seed", overrides=dict(RUNS[model]), data_dir=str(tiny_mnist),
+        model=model, recipe="seed", overrides={**RUNS[model], "dropout": dropout},
+        data_dir=str(tiny_mnist),
         out=str(out), train_limit=200, test_limit=40, val_size=8, eval_every=2, plot=False,
         device="cpu", **extra,
     )
@@ -45,13 +46,14 @@ def interrupt_at(iteration: int, signum: int = signal.SIGINT):
     return on_event
 
 
-@pytest.mark.parametrize("model", ["mlp", "csnn"])
+# With dropout, the masks drawn after the interruption must be the ones the whole run drew.
+@pytest.mark.parametrize("model,dropout", [("mlp", 0.0), ("csnn", 0.0), ("csnn", 0.5)])
 def test_interrupted_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(
-    model, tiny_mnist, tmp_path
+    model, dropout, tiny_mnist, tmp_path
 ):
-    whole = train(options(tiny_mnist, tmp_path / "whole" / "m.pt", model))
+    whole = train(options(tiny_mnist, tmp_path / "whole" / "m.pt", model, dropout))
     with pytest.raises(TrainingInterrupted) as stopped:  # mid-epoch 1 of 3 iterations
-        train(options(tiny_mnist, tmp_path / "cut" / "m.pt", model), interrupt_at(2))
+        train(options(tiny_mnist, tmp_path / "cut" / "m.pt", model, dropout), interrupt_at(2))
     assert stopped.value.exit_code == 130
     last = tmp_path / "cut" / "m.last.pt"
     assert f"snn train --resume {last}" in str(stopped.value)

@@ -40,6 +40,9 @@ class SpikingConfig(Checked):
     # "batch": batch norm after each hidden synaptic layer (folds away at inference)
     norm: str = choice("none", "batch", default="none")
     learn_decay: bool = flag(False)  # learn each LIF layer's decay, starting from the config's
+    # In training, the share of the spikes into each fully connected layer that are dropped
+    # (spike_dropout); a regulariser, so it has no effect on evaluation.
+    dropout: float = number(0, 1, 0.0, high_open=True)
     # The field holding the membrane decay per step (csnn "beta", mlp "tau"): a learned decay
     # starts from it, so it must then be below 1.
     decay_field: ClassVar[str] = ""
@@ -51,12 +54,12 @@ class SpikingConfig(Checked):
 
 def recipe_mapping(surrogate: str) -> Callable[[Recipe], dict[str, Any]]:
     """A ModelSpec's `config_from_recipe` for a SpikingConfig: a recipe sets the time steps,
-    the norm, whether the decay is learned, and (its `surrogate`) the surrogate-gradient
-    width held in the config field named `surrogate`."""
+    the norm, the dropout, whether the decay is learned, and (its `surrogate`) the
+    surrogate-gradient width held in the config field named `surrogate`."""
 
     def config_from_recipe(recipe: Recipe) -> dict[str, Any]:
         return {"steps": recipe.steps, "norm": recipe.norm, surrogate: recipe.surrogate,
-                "learn_decay": recipe.decay == "learned"}
+                "learn_decay": recipe.decay == "learned", "dropout": recipe.dropout}
 
     return config_from_recipe
 
@@ -198,6 +201,23 @@ class SpikingNet(nn.Module, metaclass=_CheckedWhenBuilt):
         """The fast path: the whole chunk of steps through each stateless layer at once (see
         `chunks`), the LIF layers' fused time loops in between; the same numbers as
         `forward_snntorch` to float rounding."""
+
+    def spike_dropout(self, batch: int, features: int) -> torch.Tensor | None:
+        """While training with `config.dropout` p > 0: a mask [batch, features] of 0 and
+        1/(1-p) for the spikes [T, batch, features] into a fully connected layer, else None.
+        One mask serves every time step: a neuron dropped for an image stays dropped through
+        its steps, so the mask removes the neuron, not a few of its spikes. It is drawn on the
+        CPU, from the generator a resumed run restores."""
+        p = self.config.dropout
+        if not self.training or p == 0:
+            return None
+        keep = torch.rand(batch, features) >= p
+        return (keep.float() / (1 - p)).to(next(self.parameters()).device)
+
+    @staticmethod
+    def dropped(spikes: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Spikes [..., B, F] times a `spike_dropout` mask [B, F] (None: unchanged)."""
+        return spikes if mask is None else spikes * mask
 
     @staticmethod
     def over_time(norm: nn.Module, current: torch.Tensor) -> torch.Tensor:

@@ -81,7 +81,11 @@ class CSNN(SpikingNet):
         # lif1 reads that one current at each step of a chunk. It is made channels-last here
         # (the one-channel input leaves the conv's output NCHW).
         current1 = F.max_pool2d(self.norm1(self.conv1(x)), 2).permute(0, 2, 3, 1).contiguous()
-        fc1_weight, fc1_table = self._fc1_weight(self.spike_rows and spike_linear.usable(current1))
+        drop1 = self.spike_dropout(batch, self.fc1.in_features)
+        drop2 = self.spike_dropout(batch, self.fc2.in_features)
+        # Dropped spikes are scaled, no longer 0 or 1: rows cannot be summed then.
+        summed = self.spike_rows and drop1 is None and spike_linear.usable(current1)
+        fc1_weight, fc1_table = self._fc1_weight(summed)
         # conv2 sees only spikes: on a CPU in fp32 it runs as a table lookup (spike_conv).
         conv2_table = None
         if self.lookup_conv and spike_conv.usable(current1, self.conv2):
@@ -92,9 +96,9 @@ class CSNN(SpikingNet):
             s, states[0], _ = self.lifs[0](current1, states[0], steps=k)
             cur = self._conv2_pooled(s.flatten(0, 1), conv2_table).permute(0, 2, 3, 1)
             s, states[1], _ = self.lifs[1](cur.reshape(k, batch, *cur.shape[1:]), states[1])
-            cur = self._fc1(s.flatten(2), fc1_weight, fc1_table)
+            cur = self._fc1(self.dropped(s.flatten(2), drop1), fc1_weight, fc1_table)
             s, states[2], _ = self.lifs[2](self.over_time(self.norm3, cur), states[2])
-            s, states[3], _ = self.lifs[3](self.fc2(s), states[3])
+            s, states[3], _ = self.lifs[3](self.fc2(self.dropped(s, drop2)), states[3])
             record.append(s)
         return torch.cat(record)
 
@@ -135,12 +139,15 @@ class CSNN(SpikingNet):
     def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         lifs = self.snntorch_leaky(x.device)
         mems = [lif.init_leaky() for lif in lifs]
+        drop1 = self.spike_dropout(x.shape[0], self.fc1.in_features)
+        drop2 = self.spike_dropout(x.shape[0], self.fc2.in_features)
         record = []
         for _ in range(steps):
             spk, mems[0] = lifs[0](F.max_pool2d(self.norm1(self.conv1(x)), 2), mems[0])
             spk, mems[1] = lifs[1](F.max_pool2d(self.norm2(self.conv2(spk)), 2), mems[1])
-            spk, mems[2] = lifs[2](self.norm3(self.fc1(spk.flatten(1))), mems[2])
-            spk, mems[3] = lifs[3](self.fc2(spk), mems[3])
+            spk, mems[2] = lifs[2](self.norm3(self.fc1(self.dropped(spk.flatten(1), drop1))),
+                                   mems[2])
+            spk, mems[3] = lifs[3](self.fc2(self.dropped(spk, drop2)), mems[3])
             record.append(spk)
         return torch.stack(record)
 

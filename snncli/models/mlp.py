@@ -50,12 +50,15 @@ class MLP(SpikingNet):
     def forward_engine(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         # Direct encoding repeats the image, so the first layer's current is computed once.
         current1 = self.norm1(self.fc1(x.flatten(1)))
+        drop2 = self.spike_dropout(x.shape[0], self.fc2.in_features)
+        drop3 = self.spike_dropout(x.shape[0], self.fc3.in_features)
         states = [None] * 2
         record = []
         for _, k in self.chunks(steps):
             s, states[0], _ = self.lifs[0](current1, states[0], steps=k)
-            s, states[1], _ = self.lifs[1](self.over_time(self.norm2, self.fc2(s)), states[1])
-            record.append(self.fc3(s))
+            cur = self.fc2(self.dropped(s, drop2))
+            s, states[1], _ = self.lifs[1](self.over_time(self.norm2, cur), states[1])
+            record.append(self.fc3(self.dropped(s, drop3)))
         return torch.cat(record)
 
     def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -76,11 +79,13 @@ class MLP(SpikingNet):
         ]
         mems = [lif.init_leaky() for lif in lifs]
         flat = x.flatten(1)
+        drop2 = self.spike_dropout(x.shape[0], self.fc2.in_features)
+        drop3 = self.spike_dropout(x.shape[0], self.fc3.in_features)
         record = []
         for _ in range(steps):
             spk, mems[0] = lifs[0](self.norm1(self.fc1(flat)), mems[0])
-            spk, mems[1] = lifs[1](self.norm2(self.fc2(spk)), mems[1])
-            record.append(self.fc3(spk))
+            spk, mems[1] = lifs[1](self.norm2(self.fc2(self.dropped(spk, drop2))), mems[1])
+            record.append(self.fc3(self.dropped(spk, drop3)))
         return torch.stack(record)
 
     def synapses(self) -> list[nn.Module]:

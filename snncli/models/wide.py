@@ -74,6 +74,8 @@ class WideCSNN(SpikingNet):
         # The input is the same image at every step: conv1 + pool are computed once.
         current1 = F.max_pool2d(self.norm1(self.conv1(x)), 2).permute(0, 2, 3, 1).contiguous()
         fc1_weight = weight_in_hwc_order(self.fc1.weight, 7, 7)  # reads channels-last spikes
+        drop1 = self.spike_dropout(batch, self.fc1.in_features)
+        drop2 = self.spike_dropout(batch, self.fc2.in_features)
         states = [None] * 5
         record = []
         for _, k in self.chunks(steps):
@@ -82,9 +84,9 @@ class WideCSNN(SpikingNet):
             s, states[1], _ = self.lifs[1](self._over_steps(cur, k, batch), states[1])
             cur = self._conv(self.conv3, self.norm3, s)
             s, states[2], _ = self.lifs[2](self._over_steps(cur, k, batch), states[2])
-            cur = F.linear(s.flatten(2), fc1_weight, self.fc1.bias)
+            cur = F.linear(self.dropped(s.flatten(2), drop1), fc1_weight, self.fc1.bias)
             s, states[3], _ = self.lifs[3](self.over_time(self.norm4, cur), states[3])
-            s, states[4], _ = self.lifs[4](self.fc2(s), states[4])
+            s, states[4], _ = self.lifs[4](self.fc2(self.dropped(s, drop2)), states[4])
             record.append(s)
         return torch.cat(record)
 
@@ -103,13 +105,16 @@ class WideCSNN(SpikingNet):
     def forward_snntorch(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         lifs = self.snntorch_leaky(x.device)
         mems = [lif.init_leaky() for lif in lifs]
+        drop1 = self.spike_dropout(x.shape[0], self.fc1.in_features)
+        drop2 = self.spike_dropout(x.shape[0], self.fc2.in_features)
         record = []
         for _ in range(steps):
             spk, mems[0] = lifs[0](F.max_pool2d(self.norm1(self.conv1(x)), 2), mems[0])
             spk, mems[1] = lifs[1](F.max_pool2d(self.norm2(self.conv2(spk)), 2), mems[1])
             spk, mems[2] = lifs[2](self.norm3(self.conv3(spk)), mems[2])
-            spk, mems[3] = lifs[3](self.norm4(self.fc1(spk.flatten(1))), mems[3])
-            spk, mems[4] = lifs[4](self.fc2(spk), mems[4])
+            spk, mems[3] = lifs[3](self.norm4(self.fc1(self.dropped(spk.flatten(1), drop1))),
+                                   mems[3])
+            spk, mems[4] = lifs[4](self.fc2(self.dropped(spk, drop2)), mems[4])
             record.append(spk)
         return torch.stack(record)
 
