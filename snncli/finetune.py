@@ -27,8 +27,8 @@ HOLD_OUT = 0.2  # of each class of the folder, for choosing the best checkpoint
 FOLDER_EPOCH = 1024  # an epoch repeats the folder's training images to at least this many
 MNIST_SHARE = 0.5  # of an epoch's images, MNIST training images (drawn by the seed)
 MNIST_VALIDATION = 1000  # MNIST training images held out by default (--val-size sets it)
-# The recipe settings that make the model's config (`recipe_mapping`): a fine-tuning run
-# takes them from the init checkpoint's recipe.
+# The recipe settings that make the model's config (`recipe_mapping`), but for dropout, a
+# training choice: a fine-tuning run takes them from the init checkpoint's recipe.
 MODEL_SETTINGS = ("steps", "norm", "surrogate", "decay")
 
 
@@ -82,10 +82,13 @@ def prepare_options(options):
 
 
 def check_fits(spec, recipe, ckpt, init_from: str) -> None:
-    """The model `recipe` builds must be the init checkpoint's: one line naming what differs."""
+    """The model `recipe` builds must be the init checkpoint's: one line naming what differs.
+    Fields a checkpoint lacks (stored before they existed) have their defaults."""
     built = dataclasses.asdict(spec.config_for(recipe))
-    differ = [f"{k} {ckpt.config.get(k)!r} (the recipe's {v!r})" for k, v in built.items()
-              if ckpt.config.get(k) != v]
+    stored = dataclasses.asdict(spec.config_cls(**ckpt.config))
+    ignored = getattr(spec.config_cls, "training_only", ())
+    differ = [f"{k} {stored[k]!r} (the recipe's {v!r})" for k, v in built.items()
+              if k not in ignored and stored[k] != v]
     if differ:
         raise OptionError(f"--init-from {one_line(init_from)} does not fit the run's model: its "
                           f"{', '.join(differ)}")

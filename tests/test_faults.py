@@ -102,8 +102,8 @@ TAMPERED = {
     "norm unknown": (tamper(config__norm="group"), ["config norm 'group' must be one of"]),
     "learn_decay a string": (tamper(config__learn_decay="yes"), ["config learn_decay 'yes'"]),
     "unknown config field": (
-        tamper(config__dropout=0.5),
-        ["config has an unknown field 'dropout'"],
+        tamper(config__momentum=0.9),
+        ["config has an unknown field 'momentum'"],
     ),
     "two problems": (  # one line for the file: its first problem, and how many more
         tamper(config__steps=-1, config__tau=2.0),

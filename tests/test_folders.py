@@ -277,12 +277,15 @@ def test_init_from_without_data_continues_training_on_mnist(tmp_path, mlp_checkp
     out = tmp_path / "more.pt"
     result = runner.invoke(app, ["train", "--init-from", str(mlp_checkpoint), "--data-dir",
                                  str(tiny_mnist), "--train-limit", "200", "--test-limit", "40",
-                                 "--epochs", "1", "--out", str(out), "--device", "cpu"])
+                                 "--epochs", "1", "--out", str(out), "--device", "cpu",
+                                 "--dropout", "0.2"])
     assert result.exit_code == 0, result.output
     from snncli.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(out)
     assert ckpt.model == "mlp" and ckpt.fine_tuned == {"init_from": str(mlp_checkpoint)}
+    # dropout changes training, not the model: the init checkpoint's 0 fits the run's 0.2
+    assert ckpt.config["dropout"] == 0.2
     # started from the weights, not from scratch: already as good as the init checkpoint
     assert ckpt.metrics.test_accuracy > 0.9
 

@@ -46,6 +46,9 @@ class SpikingConfig(Checked):
     # The field holding the membrane decay per step (csnn "beta", mlp "tau"): a learned decay
     # starts from it, so it must then be below 1.
     decay_field: ClassVar[str] = ""
+    # Fields that change how the network trains, not the network a checkpoint holds: a
+    # checkpoint fine-tuned with another value is still the same model.
+    training_only: ClassVar[tuple[str, ...]] = ("dropout",)
 
     @classmethod
     def combined_problems(cls, values: dict) -> list[str]:
