@@ -86,7 +86,7 @@ def check_fits(spec, recipe, ckpt, init_from: str) -> None:
     Fields a checkpoint lacks (stored before they existed) have their defaults."""
     built = dataclasses.asdict(spec.config_for(recipe))
     stored = dataclasses.asdict(spec.config_cls(**ckpt.config))
-    ignored = getattr(spec.config_cls, "training_only", ())
+    ignored = spec.config_cls.training_only  # every model config is a SpikingConfig
     differ = [f"{k} {stored[k]!r} (the recipe's {v!r})" for k, v in built.items()
               if k not in ignored and stored[k] != v]
     if differ:
