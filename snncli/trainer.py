@@ -103,7 +103,8 @@ class Trainer:
         images = augment_level(self.data.train.images[mine], self.recipe.augment, self.shuffle,
                                within=(start, len(index)))
         labels = self.data.train.labels[mine]
-        record = self.forward(normalise(images, **self.data.norm))
+        with self.model.batch_share(start, len(index)):  # its rows of the batch's dropout
+            record = self.forward(normalise(images, **self.data.norm))
         loss = self.model.loss(record, labels, self.recipe.label_smoothing, self.recipe.loss)
         self.optimiser.zero_grad(set_to_none=True)
         if self.dist.active:

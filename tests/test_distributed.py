@@ -1,6 +1,6 @@
 """Data-parallel training on 2 gloo processes (CPU) is the same training as on one process: the
-gradients of a global batch, the first weight updates, batch norm statistics, the weight average
-and sharded evaluation agree with a single process's.
+gradients of a global batch (dropout included), the first weight updates, batch norm statistics,
+the weight average and sharded evaluation agree with a single process's.
 
 The csnn's batch norm is compared with one process normalising by the same arithmetic (the
 statistics of a data-parallel run, summed in float64, with nothing to sum across): torch's own
@@ -23,10 +23,11 @@ from snncli.train import Run, TrainOptions, new_run
 
 ITERATIONS = 4
 # Batches of 25 images split 13/12; 51 training images, so the third batch holds 1 image and
-# process 1 none. mlp robust: full augmentation (rotation, scale, shift, stroke draws), one-cycle;
-# csnn quick: batch norm over time x images, light augmentation, one-cycle, plus a weight average.
+# process 1 none. mlp robust: full augmentation (rotation, scale, shift, stroke draws), one-cycle,
+# plus dropout; csnn quick: batch norm over time x images, light augmentation, one-cycle, plus a
+# weight average.
 JOBS = {
-    "mlp": ("robust", {"batch_size": 25}),
+    "mlp": ("robust", {"batch_size": 25, "dropout": 0.3}),
     "csnn": ("quick", {"batch_size": 25, "steps": 3, "ema": 0.9, "styles": 0.0}),
 }  # 51 training images (no style digits added): the third batch holds one image
 

@@ -97,6 +97,23 @@ def test_a_dropout_mask_is_drawn_from_the_generator_a_resume_restores():
     assert torch.equal(model.spike_dropout(4, 100), first)
 
 
+def test_a_process_s_share_of_a_batch_gets_its_rows_of_the_whole_batch_s_masks():
+    """In a data-parallel run every process draws the whole batch's mask (the generators stay
+    in step) and keeps its images' rows: the masks one process would give those images."""
+    model = built("mlp", dropout=0.3).train()
+    torch.manual_seed(7)
+    whole = model.spike_dropout(5, 100)
+    shares = []
+    for start, stop in [(0, 3), (3, 5), (5, 5)]:  # the last process holds no image
+        torch.manual_seed(7)
+        with model.batch_share(start, 5):
+            shares.append(model.spike_dropout(stop - start, 100))
+    assert [tuple(m.shape) for m in shares] == [(3, 100), (2, 100), (0, 100)]
+    assert torch.equal(torch.cat(shares), whole)
+    assert model.share is None  # only within the block
+    assert not torch.equal(whole[:2], whole[3:5])  # different images, different masks
+
+
 def test_train_stores_the_dropout_and_refuses_one_out_of_range(tiny_mnist, tmp_path):
     out = tmp_path / "d.pt"
     runner = CliRunner()

@@ -7,6 +7,7 @@ A model is a `SpikingNet` subclass (its abstract methods implemented, `lifs` set
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,6 +171,9 @@ class SpikingNet(nn.Module, metaclass=_CheckedWhenBuilt):
         # Add a conv layer's bias after its max pool (set on CUDA, where the bias is a separate
         # pass over the conv output; on a CPU it is fused into the convolution).
         self.pool_before_bias = False
+        # (start, total) while this process trains images start.. of a global batch of
+        # `total` (a data-parallel run, `batch_share`); None: the batch is all its own.
+        self.share: tuple[int, int] | None = None
 
     def contract_problems(self) -> list[str]:
         """What a built model lacks of the contract (checked whenever one is built)."""
@@ -210,12 +214,25 @@ class SpikingNet(nn.Module, metaclass=_CheckedWhenBuilt):
         1/(1-p) for the spikes [T, batch, features] into a fully connected layer, else None.
         One mask serves every time step: a neuron dropped for an image stays dropped through
         its steps, so the mask removes the neuron, not a few of its spikes. It is drawn on the
-        CPU, from the generator a resumed run restores."""
+        CPU, from the generator a resumed run restores; in a data-parallel run as the whole
+        batch's, of which each process takes its images' rows (`batch_share`), so that it
+        trains as one process would."""
         p = self.config.dropout
         if not self.training or p == 0:
             return None
-        keep = torch.rand(batch, features) >= p
+        start, total = self.share or (0, batch)
+        keep = torch.rand(total, features)[start : start + batch] >= p
         return (keep.float() / (1 - p)).to(next(self.parameters()).device)
+
+    @contextlib.contextmanager
+    def batch_share(self, start: int, total: int):
+        """Within: the images this model trains on are images start.. of a batch of `total`
+        (one process's share in a data-parallel run)."""
+        self.share = (start, total)
+        try:
+            yield
+        finally:
+            self.share = None
 
     @staticmethod
     def dropped(spikes: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
