@@ -226,8 +226,9 @@ class SpikingNet(nn.Module, metaclass=_CheckedWhenBuilt):
 
     @contextlib.contextmanager
     def batch_share(self, start: int, total: int):
-        """Within: the images this model trains on are images start.. of a batch of `total`
-        (one process's share in a data-parallel run)."""
+        """For the block's forward passes, the images are images start.. of a batch of `total`
+        (one process's share in a data-parallel run), so `spike_dropout` gives them their rows
+        of the whole batch's masks."""
         self.share = (start, total)
         try:
             yield
